@@ -1,0 +1,3 @@
+from ppcseg.cli import main
+
+raise SystemExit(main())
