@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import TextIO
 
 from ppcseg.utils.errors import InputError
 
@@ -55,18 +58,38 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             help="params file; repeat to apply overlays in order (params.yaml first)",
         )
         stage_parser.add_argument("--threads", type=int, default=None, help="CPU threads for this stage")
+        stage_parser.add_argument(
+            "--log", default=None, metavar="FILE", help="send all output of the stage to FILE (errors also to stderr)"
+        )
         if name == chosen:  # only the chosen stage's module is imported
             stage_module(name).add_arguments(stage_parser)
     return parser
 
 
+def redirect_output(path: str) -> TextIO:
+    """Point file descriptors 1 and 2 (Python and C level, child processes too) at `path`.
+
+    Returns a handle on the original stderr, for the one-line error message the user must see.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    original_stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    return original_stderr
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    user_stderr = redirect_output(args.log) if args.log else sys.stderr
     from ppcseg.utils.runtime import set_threads, setup_logging
 
     setup_logging()
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
     log = logging.getLogger("ppcseg")
     try:
         from ppcseg.config import load_params
@@ -77,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         module.run(args, params)
     except InputError as err:
         log.error("%s", err)
-        print(f"ppcseg {args.stage}: error: {err}", file=sys.stderr)
+        if user_stderr is not sys.stderr:
+            print(f"ppcseg {args.stage}: error: {err}", file=user_stderr)
         return 2
+    except BaseException:
+        if user_stderr is not sys.stderr:
+            print(f"ppcseg {args.stage}: failed, see {args.log}", file=user_stderr)
+        raise
     return 0

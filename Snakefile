@@ -1,0 +1,20 @@
+# PPC weakly supervised semantic segmentation pipeline. The wiring lives in workflow/rules/*.smk; every stage is a
+# `ppcseg` subcommand. Paper settings: params.yaml; demo: --configfile config/demo.yaml.
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/cam.smk"
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/voc_miou.csv",
+        "results/report.html",

@@ -1,0 +1,70 @@
+# CAM training (SEAM or EPS, with or without PPC), multi-scale CAM inference, seed evaluation.
+
+CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrained"])
+
+
+rule train_cam:
+    input:
+        code("cam/train.py", "cam/augment.py", "models", "losses", "utils/distributed.py"),
+        data=ROOT,
+        weights=CAM_WEIGHTS,
+        saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
+    output:
+        checkpoint="work/cam/checkpoint.pt",
+        loss="results/train_cam_loss.csv",
+    params:
+        settings=settings("seed", "cam"),
+        weights=opt_flag("--weights", CAM_WEIGHTS),
+        saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(32000, 2000),
+        runtime=scaled(1440, 30),
+    log:
+        "logs/train_cam.log",
+    shell:
+        "ppcseg train-cam {PARAMS_ARGS} --threads {threads} --data {input.data} {params.weights} "
+        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
+
+
+rule infer_cam:
+    input:
+        code("cam/infer.py"),
+        data=ROOT,
+        checkpoint="work/cam/checkpoint.pt",
+    output:
+        directory("work/cam/cams"),
+    params:
+        settings=settings("infer_cam"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(16000, 2000),
+        runtime=scaled(600, 30),
+    log:
+        "logs/infer_cam.log",
+    shell:
+        "ppcseg infer-cam {PARAMS_ARGS} --threads {threads} --data {input.data} "
+        "--checkpoint {input.checkpoint} --out {output} --log {log}"
+
+
+rule eval_seeds:
+    input:
+        code("evaluation/seeds.py", "evaluation/miou.py"),
+        data=ROOT,
+        cams="work/cam/cams",
+    output:
+        metrics="results/metrics/seed.json",
+        curve="results/seed_threshold_curve.csv",
+    params:
+        settings=settings("seeds"),
+    threads: 1
+    resources:
+        mem_mb=scaled(8000, 1000),
+        runtime=scaled(120, 10),
+    log:
+        "logs/eval_seeds.log",
+    shell:
+        "ppcseg eval-seeds {PARAMS_ARGS} --data {input.data} --cams {input.cams} "
+        "--out-metrics {output.metrics} --out-curve {output.curve} --log {log}"

@@ -1,0 +1,81 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from ppcseg.config import load_params
+from ppcseg.utils.errors import ParamsError
+
+# params.yaml first, then the overlays given with --configfile, exactly as Snakemake merged them into `config`.
+PARAMS_FILES = ["params.yaml"] + [
+    os.path.relpath(f) for f in workflow.overwrite_configfiles if Path(f).resolve() != Path("params.yaml").resolve()
+]
+try:
+    _validated = load_params(PARAMS_FILES)
+except ParamsError as err:
+    raise WorkflowError(f"invalid parameters: {err}")
+if _validated != config:
+    raise WorkflowError(
+        "--config key=value overrides do not reach the stages, which read the params files: "
+        "put the values in a YAML overlay and pass it with --configfile"
+    )
+
+PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAMS_FILES)
+
+# Jobs run `ppcseg` from the interpreter that runs Snakemake, activated or not.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+ROOT = config["data"]["root"]
+METHOD = config["cam"]["method"]
+SYNTHETIC = config["data"]["source"] == "synthetic"
+SALIENCY = f"{ROOT}/SaliencyMaps" if SYNTHETIC else "data/saliency"
+
+
+def lookup(key):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def settings(*keys):
+    """The params keys (dotted) a stage reads, as a rule param: Snakemake re-runs the job when they change.
+
+    export-dvc turns the same keys into the DVC stage's `params:`.
+    """
+    return json.dumps({key: lookup(key) for key in keys}, sort_keys=True)
+
+
+def code(*paths):
+    """Source files of a stage as inputs, so that editing the stage's code re-runs it (DVC lists them as deps)."""
+    files = []
+    for path in paths:
+        p = Path("src/ppcseg") / path
+        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
+    return files
+
+
+def backbone_weights(backbone, pretrained=True):
+    """ImageNet weights of a backbone, from the download stage; [] for a randomly initialised one."""
+    if not pretrained or backbone == "tiny":
+        return []
+    return [{"resnet38": "data/weights/resnet38.params"}.get(backbone, f"data/weights/{backbone}.pth")]
+
+
+def seg_backbone():
+    name = config["segmentation"]["config"]
+    for backbone in ("resnet38", "r101", "r50", "tiny"):
+        if f"_{backbone}" in name:
+            return {"r101": "resnet101", "r50": "resnet50"}.get(backbone, backbone)
+    raise WorkflowError(f"segmentation.config: cannot tell the backbone of {name}")
+
+
+def opt_flag(flag, files):
+    return f"{flag} {files[0]}" if files else ""
+
+
+def scaled(paper, demo):
+    """A resource request at paper scale, or the small demo one (the generated dataset)."""
+    return demo if SYNTHETIC else paper

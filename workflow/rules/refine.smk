@@ -1,0 +1,111 @@
+# Pseudo-masks: AffinityNet random walk (SEAM route) or dense CRF on CAM + saliency (EPS route), and their evaluation.
+
+MASKS = "work/masks/random_walk" if METHOD == "seam" else "work/masks/crf"
+
+
+rule affinity_labels:
+    input:
+        code("refine/affinity_labels.py", "refine/crf.py"),
+        data=ROOT,
+        cams="work/cam/cams",
+    output:
+        directory("work/affinity/labels"),
+    params:
+        settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
+    threads: 8
+    resources:
+        mem_mb=scaled(16000, 2000),
+        runtime=scaled(600, 30),
+    log:
+        "logs/affinity_labels.log",
+    shell:
+        "ppcseg affinity-labels {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "--out {output} --log {log}"
+
+
+AFFINITY_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrained"])
+
+
+rule train_affinity:
+    input:
+        code("refine/train_affinity.py", "refine/affinity_net.py", "models"),
+        data=ROOT,
+        labels="work/affinity/labels",
+        weights=AFFINITY_WEIGHTS,
+    output:
+        checkpoint="work/affinity/checkpoint.pt",
+        loss="results/train_affinity_loss.csv",
+    params:
+        settings=settings("seed", "cam.backbone", "affinity"),
+        weights=opt_flag("--weights", AFFINITY_WEIGHTS),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(32000, 2000),
+        runtime=scaled(1440, 30),
+    log:
+        "logs/train_affinity.log",
+    shell:
+        "ppcseg train-affinity {PARAMS_ARGS} --threads {threads} --data {input.data} --labels {input.labels} "
+        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
+
+
+rule random_walk:
+    input:
+        code("refine/random_walk.py", "refine/affinity_net.py"),
+        data=ROOT,
+        cams="work/cam/cams",
+        checkpoint="work/affinity/checkpoint.pt",
+    output:
+        directory("work/masks/random_walk"),
+    params:
+        settings=settings("random_walk"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(16000, 2000),
+        runtime=scaled(600, 30),
+    log:
+        "logs/random_walk.log",
+    shell:
+        "ppcseg random-walk {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "--checkpoint {input.checkpoint} --out {output} --log {log}"
+
+
+rule crf_masks:
+    input:
+        code("refine/crf_masks.py", "refine/crf.py"),
+        data=ROOT,
+        cams="work/cam/cams",
+    output:
+        directory("work/masks/crf"),
+    params:
+        settings=settings("crf_masks"),
+    threads: 8
+    resources:
+        mem_mb=scaled(16000, 2000),
+        runtime=scaled(600, 30),
+    log:
+        "logs/crf_masks.log",
+    shell:
+        "ppcseg crf-masks {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "--out {output} --log {log}"
+
+
+rule eval_masks:
+    input:
+        code("evaluation/masks.py", "evaluation/miou.py"),
+        data=ROOT,
+        masks=MASKS,
+    output:
+        "results/metrics/mask.json",
+    params:
+        settings=settings("masks"),
+    threads: 1
+    resources:
+        mem_mb=scaled(8000, 1000),
+        runtime=scaled(60, 10),
+    log:
+        "logs/eval_masks.log",
+    shell:
+        "ppcseg eval-masks {PARAMS_ARGS} --data {input.data} --masks {input.masks} --out-metrics {output} --log {log}"

@@ -1,0 +1,43 @@
+# Results table, metrics for `dvc metrics`, and the self-contained HTML report.
+
+METRIC_ROWS = [
+    "results/metrics/seed.json",
+    "results/metrics/mask.json",
+    "results/metrics/segmentation_single.json",
+    "results/metrics/segmentation_msf-crf.json",
+]
+
+
+rule collect_results:
+    input:
+        code("evaluation/collect.py", "evaluation/results.py"),
+        rows=METRIC_ROWS,
+    output:
+        csv="results/voc_miou.csv",
+        json="results/metrics.json",
+    localrule: True
+    log:
+        "logs/collect_results.log",
+    shell:
+        "ppcseg collect-results {PARAMS_ARGS} --rows {input.rows} --csv {output.csv} --json {output.json} --log {log}"
+
+
+rule report:
+    input:
+        code("report"),
+        data=ROOT,
+        csv="results/voc_miou.csv",
+        cams="work/cam/cams",
+        masks=MASKS,
+        checkpoint="work/seg/checkpoint.pth",
+        curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"],
+    output:
+        "results/report.html",
+    params:
+        settings=settings("report"),
+    localrule: True
+    log:
+        "logs/report.log",
+    shell:
+        "ppcseg report {PARAMS_ARGS} --data {input.data} --csv {input.csv} --cams {input.cams} "
+        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output} --log {log}"

@@ -1,0 +1,49 @@
+# Final segmentation: a DeepLab trained on the pseudo-masks with mmsegmentation, tested on VOC val ground truth.
+
+SEG_WEIGHTS = backbone_weights(seg_backbone())
+
+
+rule train_seg:
+    input:
+        code("segment"),
+        data=ROOT,
+        masks=MASKS,
+        weights=SEG_WEIGHTS,
+    output:
+        "work/seg/checkpoint.pth",
+    params:
+        settings=settings("seed", "segmentation"),
+        weights=opt_flag("--weights", SEG_WEIGHTS),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(32000, 3000),
+        runtime=scaled(1440, 30),
+    log:
+        "logs/train_seg.log",
+    shell:
+        "ppcseg train-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --masks {input.masks} "
+        "{params.weights} --work-dir work/seg/runner --out {output} --log {log}"
+
+
+rule eval_seg:
+    input:
+        code("segment"),
+        data=ROOT,
+        checkpoint="work/seg/checkpoint.pth",
+    output:
+        "results/metrics/segmentation_{protocol}.json",
+    wildcard_constraints:
+        protocol="single|msf-crf",
+    params:
+        settings=settings("segmentation"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(16000, 3000),
+        runtime=scaled(240, 30),
+    log:
+        "logs/eval_seg_{protocol}.log",
+    shell:
+        "ppcseg eval-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
+        "--protocol {wildcards.protocol} --out-metrics {output} --log {log}"
