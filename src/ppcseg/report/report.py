@@ -1,0 +1,233 @@
+"""report: results/report.html, self-contained (images inlined, no network), for people who would rather look.
+
+The voc_miou.csv table beside the paper's numbers, per-class IoU bars, the training and threshold curves, overlays of
+CAMs, seeds, pseudo-masks and predictions for a fixed handful of images, and the params and code version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
+from ppcseg.utils.io import write_text
+
+PARAMS_SECTIONS: tuple[str, ...] = ("report", "cam", "seeds")
+
+# Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README (docs/ppc_spec.md section 5).
+PAPER = {
+    "seam": {"seed": 61.5, "mask": 69.2, "segmentation-msf-crf": 67.7},
+    "eps": {"seed": 70.5, "segmentation-msf-crf": 72.6},
+}
+BASELINE = {"seam": {"seed": 55.4, "mask": 63.61}, "eps": {}}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="VOC2012 root")
+    parser.add_argument("--csv", required=True, help="results/voc_miou.csv")
+    parser.add_argument("--cams", required=True, help="CAM folder (infer-cam output)")
+    parser.add_argument("--masks", required=True, help="pseudo-mask folder")
+    parser.add_argument("--checkpoint", required=True, help="segmentation checkpoint, for prediction overlays")
+    parser.add_argument("--results-dir", default="results", help="where the curves (CSV) live")
+    parser.add_argument("--out", required=True, help="output HTML file")
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def per_class_figure(rows: list[dict[str, str]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(CLASSES))
+    for i, row in enumerate(rows):
+        values = [float(row[c]) if row[c] else 0.0 for c in CLASSES]
+        ax.bar(x + i * width, values, width, label=f"{row['stage']} ({row['split']})")
+    ax.set_xticks(x + 0.4 - width / 2, CLASSES, rotation=60, ha="right")
+    ax.set_ylabel("IoU %")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, ncol=4)
+    ax.set_title("Per-class IoU")
+    return _png(fig)
+
+
+def curve_figure(path: Path, x: str, ys: list[str], title: str) -> str | None:
+    import matplotlib.pyplot as plt
+
+    if not path.is_file():
+        return None
+    rows = _read_csv(path)
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    xs = [float(r[x]) for r in rows]
+    for y in ys:
+        if y in rows[0]:
+            ax.plot(xs, [float(r[y]) for r in rows], label=y, linewidth=1)
+    ax.set_xlabel(x)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def colourise(mask: np.ndarray) -> np.ndarray:
+    palette = np.asarray(PALETTE, dtype=np.uint8).reshape(-1, 3)
+    return palette[mask]
+
+
+def overlay_figure(
+    root: Path, cams_dir: Path, masks_dir: Path, image_ids: list[str], bg_threshold: float, predictions: dict
+) -> str | None:
+    import matplotlib.pyplot as plt
+
+    if not image_ids:
+        return None
+    columns = ["image", "CAM (max over classes)", f"seed (bg {bg_threshold})", "pseudo-mask", "prediction", "ground truth"]
+    fig, axes = plt.subplots(len(image_ids), len(columns), figsize=(2.2 * len(columns), 2.2 * len(image_ids)))
+    axes = np.atleast_2d(axes)
+    for r, image_id in enumerate(image_ids):
+        image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
+        data = np.load(cams_dir / f"{image_id}.npz")
+        classes, cams = data["classes"], data["cams"].astype(np.float32)
+        heat = cams.max(axis=0) if len(cams) else np.zeros(image.shape[:2], np.float32)
+        scores = np.concatenate([np.full((1, *image.shape[:2]), bg_threshold, np.float32), cams])
+        seed = np.concatenate([[0], classes])[scores.argmax(axis=0)].astype(np.uint8)
+        mask_path = masks_dir / f"{image_id}.png"
+        pseudo = load_mask(mask_path) if mask_path.is_file() else np.zeros_like(seed)
+        gt = load_mask(voc_dirs(root)["masks"] / f"{image_id}.png")
+        pred = predictions.get(image_id)
+        panels = [
+            image,
+            None,
+            colourise(seed),
+            colourise(pseudo),
+            colourise(pred) if pred is not None else None,
+            colourise(gt),
+        ]
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+            if c == 1:
+                ax.imshow(image)
+                ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            elif panel is not None:
+                ax.imshow(panel)
+            else:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def predict_overlays(checkpoint: Path, root: Path, image_ids: list[str]) -> dict[str, np.ndarray]:
+    """Single-scale predictions of the segmentation network for the overlay images."""
+    from ppcseg.segment.test import predict_images
+
+    images = [load_image(voc_dirs(root)["images"] / f"{i}.jpg") for i in image_ids]
+    return dict(zip(image_ids, predict_images(checkpoint, images), strict=True))
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        return commit or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, str | None]) -> str:
+    method = params["cam"]["method"]
+    route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
+    paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
+    table = ["<tr><th>stage</th><th>split</th><th>mIoU (this run)</th><th>paper</th><th>images</th><th>settings</th></tr>"]
+    for row in rows:
+        published = paper.get(row["stage"])
+        table.append(
+            f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['split'])}</td>"
+            f"<td><b>{html.escape(row['mIoU'])}</b></td><td>{published if published is not None else '&ndash;'}</td>"
+            f"<td>{html.escape(row['n_images'])}</td><td><code>{html.escape(row['settings'])}</code></td></tr>"
+        )
+    figure_html = "".join(
+        f"<figure><img alt='{html.escape(name)}' src='{src}'><figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, src in figures.items()
+        if src
+    )
+    synthetic = params["data"]["source"] == "synthetic"
+    note = (
+        "<p class='note'>Demo run on the generated dataset: the paper's numbers are for PASCAL VOC 2012 and are not "
+        "comparable.</p>"
+        if synthetic
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ppcseg run report</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #bbb; padding: 4px 8px; text-align: left; font-size: 14px; }}
+figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
+figcaption {{ font-size: 13px; color: #555; }}
+img {{ max-width: 100%; }}
+.note {{ background: #fff3cd; padding: 0.5em; }}
+pre {{ background: #f5f5f5; padding: 1em; font-size: 12px; max-height: 30em; overflow: auto; }}
+</style></head><body>
+<h1>ppcseg run report: {html.escape(route)}</h1>
+<p>Code version <code>{html.escape(code_version())}</code>. mIoU in %, 21 classes, ground-truth 255 ignored; the seed
+row uses the fixed background threshold, the GT-tuned sweep is in its settings.</p>
+{note}
+<h2>Results (results/voc_miou.csv) beside the paper</h2>
+<table id="results">{"".join(table)}</table>
+<h2>Figures</h2>
+{figure_html}
+<h2>Parameters</h2>
+<pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
+</body></html>
+"""
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    root = Path(args.data)
+    results = Path(args.results_dir)
+    rows = _read_csv(Path(args.csv))
+    labels = read_class_labels(root)
+    count = params["report"]["overlay_images"]
+    train_ids = [i for i in read_ids(root, params["seeds"]["split"]) if labels.get(i)][:count]
+    predictions = predict_overlays(Path(args.checkpoint), root, train_ids) if count else {}
+    figures = {
+        "Per-class IoU of every evaluated stage": per_class_figure(rows),
+        "CAM training loss": curve_figure(results / "train_cam_loss.csv", "step", ["total"], "CAM training loss"),
+        "AffinityNet training loss": curve_figure(
+            results / "train_affinity_loss.csv", "step", ["loss"], "AffinityNet training loss"
+        ),
+        "Seed mIoU against the background threshold (GT-tuned sweep)": curve_figure(
+            results / "seed_threshold_curve.csv", "threshold", ["mIoU"], "Seed mIoU vs background threshold"
+        ),
+        "Overlays: CAM, seed, pseudo-mask, prediction, ground truth": overlay_figure(
+            root, Path(args.cams), Path(args.masks), train_ids, params["seeds"]["bg_threshold"], predictions
+        ),
+    }
+    write_text(args.out, render(params, rows, figures))

@@ -1,0 +1,68 @@
+"""Helpers for tests that run the real tools (Snakemake, DVC, Slurm) in a scratch copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DEMO_TARGETS = ["results/voc_miou.csv", "results/report.html"]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "ppcseg tests",
+    "GIT_AUTHOR_EMAIL": "tests@ppcseg.invalid",
+    "GIT_COMMITTER_NAME": "ppcseg tests",
+    "GIT_COMMITTER_EMAIL": "tests@ppcseg.invalid",
+}
+
+
+def tool_env() -> dict[str, str]:
+    env = dict(os.environ, **GIT_ENV)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; on an unexpected exit code, fail with its output (and the tail of any job logs)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        logs = ""
+        for log in sorted((cwd / "logs").glob("**/*.log")) if (cwd / "logs").is_dir() else []:
+            logs += f"\n--- {log.name} ---\n" + log.read_text()[-3000:]
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-5000:]}\n"
+            f"--- stderr ---\n{proc.stderr[-8000:]}{logs}"
+        )
+    return proc
+
+
+def scratch_repo(dest: Path) -> Path:
+    """Copy the repository's tracked and untracked-but-not-ignored files to `dest` and commit them there."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = REPO / name
+        if src.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "scratch copy"], dest)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), *args], cwd, timeout=timeout, check=check)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result, time.monotonic() - start
