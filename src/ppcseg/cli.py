@@ -75,7 +75,9 @@ def redirect_output(path: str) -> TextIO:
     original_stderr = os.fdopen(os.dup(2), "w", buffering=1)
     sys.stdout.flush()
     sys.stderr.flush()
-    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # DDP ranks other than 0 append to the log that rank 0 started.
+    mode = os.O_APPEND if int(os.environ.get("RANK", "0")) > 0 else os.O_TRUNC
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
@@ -98,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params or ["params.yaml"])
         set_threads(args.threads)
         module.run(args, params)
-    except InputError as err:
-        log.error("%s", err)
-        if user_stderr is not sys.stderr:
-            print(f"ppcseg {args.stage}: error: {err}", file=user_stderr)
+    except (InputError, OSError) as err:
+        # Bad input, an unwritable folder, a full disk: one message naming the file or key, no traceback.
+        if isinstance(err, OSError):
+            message = f"{err.filename}: {err.strerror or err}" if err.filename else str(err)
+        else:
+            message = str(err)
+        if args.log:
+            log.error("%s", message)
+        print(f"ppcseg {args.stage}: error: {message}", file=user_stderr)
         return 2
     except BaseException:
         if user_stderr is not sys.stderr:

@@ -16,6 +16,7 @@ rule train_cam:
         settings=settings("seed", "cam"),
         weights=opt_flag("--weights", CAM_WEIGHTS),
         saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
+        launch=lambda wildcards, resources: launcher(resources),
     threads: 2
     resources:
         gpu=1,
@@ -24,7 +25,7 @@ rule train_cam:
     log:
         "logs/train_cam.log",
     shell:
-        "ppcseg train-cam {PARAMS_ARGS} --threads {threads} --data {input.data} {params.weights} "
+        "{params.launch} train-cam {PARAMS_ARGS} --threads {threads} --data {input.data} {params.weights} "
         "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
 
 

@@ -79,3 +79,11 @@ def opt_flag(flag, files):
 def scaled(paper, demo):
     """A resource request at paper scale, or the small demo one (the generated dataset)."""
     return demo if SYNTHETIC else paper
+
+
+def launcher(resources):
+    """`ppcseg`, or torchrun with one process per GPU when a rule is given several (DDP, global batch unchanged)."""
+    gpus = int(resources.get("gpu", 0) or 0)
+    if gpus <= 1:
+        return "ppcseg"
+    return f"torchrun --standalone --nproc-per-node {gpus} -m ppcseg"

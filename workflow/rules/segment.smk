@@ -14,6 +14,10 @@ rule train_seg:
     params:
         settings=settings("seed", "segmentation"),
         weights=opt_flag("--weights", SEG_WEIGHTS),
+        launch=lambda wildcards, resources: launcher(resources),
+        launcher_flag=lambda wildcards, resources: (
+            "--launcher pytorch" if int(resources.get("gpu", 0) or 0) > 1 else ""
+        ),
     threads: 2
     resources:
         gpu=1,
@@ -22,8 +26,8 @@ rule train_seg:
     log:
         "logs/train_seg.log",
     shell:
-        "ppcseg train-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --masks {input.masks} "
-        "{params.weights} --work-dir work/seg/runner --out {output} --log {log}"
+        "{params.launch} train-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --masks {input.masks} "
+        "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output} --log {log}"
 
 
 rule eval_seg:

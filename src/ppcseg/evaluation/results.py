@@ -25,7 +25,10 @@ def metrics_row(stage: str, split: str, iou: np.ndarray, n_images: int, settings
     return {
         "stage": stage,
         "split": split,
-        "iou": {name: (round(100 * float(v), 2) if not math.isnan(v) else None) for name, v in zip(CLASSES, iou, strict=True)},
+        "iou": {
+            name: (round(100 * float(v), 2) if not math.isnan(v) else None)
+            for name, v in zip(CLASSES, iou, strict=True)
+        },
         "mIoU": round(100 * miou, 2),
         "n_images": int(n_images),
         "settings": settings,

@@ -103,7 +103,14 @@ def overlay_figure(
 
     if not image_ids:
         return None
-    columns = ["image", "CAM (max over classes)", f"seed (bg {bg_threshold})", "pseudo-mask", "prediction", "ground truth"]
+    columns = [
+        "image",
+        "CAM (max over classes)",
+        f"seed (bg {bg_threshold})",
+        "pseudo-mask",
+        "prediction",
+        "ground truth",
+    ]
     fig, axes = plt.subplots(len(image_ids), len(columns), figsize=(2.2 * len(columns), 2.2 * len(image_ids)))
     axes = np.atleast_2d(axes)
     for r, image_id in enumerate(image_ids):
@@ -163,7 +170,9 @@ def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
-    table = ["<tr><th>stage</th><th>split</th><th>mIoU (this run)</th><th>paper</th><th>images</th><th>settings</th></tr>"]
+    table = [
+        "<tr><th>stage</th><th>split</th><th>mIoU (this run)</th><th>paper</th><th>images</th><th>settings</th></tr>"
+    ]
     for row in rows:
         published = paper.get(row["stage"])
         table.append(

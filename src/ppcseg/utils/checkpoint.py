@@ -6,6 +6,7 @@ Nothing here ever unpickles arbitrary objects, so a checkpoint from outside cann
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,13 @@ FORMAT = "ppcseg-checkpoint-v1"
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:
     """Atomically write {'format', 'meta', **state}. `state` holds tensors, dicts/lists of them and plain values."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "meta": meta, **state}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, "meta": meta, **state}, tmp)
+    except RuntimeError as err:  # torch's zip writer reports a full disk as a RuntimeError
+        raise OSError(
+            errno.ENOSPC if "write" in str(err) else errno.EIO, f"cannot write checkpoint ({err})", str(path)
+        ) from err
 
 
 def load_checkpoint(path: str | Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:

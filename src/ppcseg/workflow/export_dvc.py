@@ -27,7 +27,13 @@ HEADER = """\
 PLOTS = [
     {"results/train_cam_loss.csv": {"x": "step", "y": ["total"], "title": "CAM training loss"}},
     {"results/train_affinity_loss.csv": {"x": "step", "y": ["loss"], "title": "AffinityNet training loss"}},
-    {"results/seed_threshold_curve.csv": {"x": "threshold", "y": ["mIoU"], "title": "Seed mIoU vs background threshold (GT-tuned sweep)"}},
+    {
+        "results/seed_threshold_curve.csv": {
+            "x": "threshold",
+            "y": ["mIoU"],
+            "title": "Seed mIoU vs background threshold (GT-tuned sweep)",
+        }
+    },
 ]
 
 

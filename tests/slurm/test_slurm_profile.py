@@ -1,0 +1,151 @@
+"""The demo pipeline through `snakemake --profile slurm` on a real one-node Slurm cluster started by the tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.slurm.cluster import LocalSlurm, missing_binaries
+from tests.workflow.helpers import BIN, REPO, scratch_repo, tool_env
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+GPU_RULES = {"train_cam", "infer_cam", "train_affinity", "random_walk", "train_seg", "eval_seg"}
+# Fast polling for the test; real clusters keep the profile's values.
+FAST = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2", "--max-threads", "2"]
+DEMO = ["--configfile", "config/demo.yaml"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(
+            f"Slurm is not installed here (missing {', '.join(missing)}); `bash envs/setup.sh --test` installs it"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("the local Slurm cluster runs its daemons as root; run the tests as root (as CI does)")
+    slurm = LocalSlurm(Path(tempfile_root(tmp_path_factory)))
+    try:
+        slurm.start()
+    except RuntimeError as err:
+        slurm.stop()
+        pytest.skip(f"the local Slurm cluster could not start: {err}")
+    yield slurm
+    slurm.stop()
+
+
+def tempfile_root(factory) -> Path:
+    # Slurm's unix socket paths must stay short: use a short folder under /tmp rather than pytest's deep one.
+    root = Path("/tmp") / f"ppcseg-slurm-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    return root
+
+
+def slurm_snakemake(repo: Path, cluster: LocalSlurm, *args: str, timeout: float = 1800):
+    env = dict(tool_env(), **cluster.env)
+    return subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "slurm", *args, *FAST],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_ids(output: str) -> dict[str, str]:
+    """rule -> Slurm job id, from the plugin's 'Job N has been submitted with SLURM jobid X' lines."""
+    ids = {}
+    for rule, jobid in re.findall(r"rule (\w+).*?SLURM jobid (\d+)", output, flags=re.S):
+        ids.setdefault(rule, jobid)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    repo = scratch_repo(tmp_path_factory.mktemp("slurm"))
+    start = time.monotonic()
+    proc = slurm_snakemake(repo, cluster, "results/voc_miou.csv", *DEMO)
+    print(f"slurm demo: {time.monotonic() - start:.0f} s")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-8000:]
+    return repo, proc
+
+
+def test_demo_completes_under_slurm_with_requested_resources(cluster, slurm_run):
+    repo, proc = slurm_run
+    assert (repo / "results/voc_miou.csv").is_file()
+    out = proc.stdout + proc.stderr
+    submitted = re.findall(r"SLURM jobid (\d+)", out)
+    assert len(submitted) >= 8, out[-3000:]
+    logs = list((repo / "logs/slurm").rglob("*.log"))
+    assert logs, "the profile keeps the Slurm logs of successful jobs"
+    for log in logs:
+        jobid = log.stem
+        fields = cluster.scontrol_job(jobid)
+        rule = log.parent.parent.name if log.parent.name.isdigit() else log.parent.name
+        assert fields["JobState"] == "COMPLETED", (rule, fields["JobState"])
+        if rule.split("_wildcards")[0] in GPU_RULES or any(rule.startswith(g) for g in GPU_RULES):
+            assert "gpu" in fields.get("TresPerJob", "") + fields.get("TresPerNode", "") + fields.get("TRES", "")
+        assert int(fields["NumCPUs"]) >= 1
+
+
+def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path):
+    repo, _ = slurm_run
+    # Invalidate the segmentation stage and cancel its job while it runs.
+    for path in (
+        "work/seg/checkpoint.pth",
+        "results/metrics/segmentation_single.json",
+        "results/metrics/segmentation_msf-crf.json",
+        "results/voc_miou.csv",
+    ):
+        (repo / path).unlink()
+    env = dict(tool_env(), **cluster.env)
+    run = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", "slurm", "results/voc_miou.csv", *DEMO, *FAST, "--retries", "0"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    cancelled = False
+    while time.monotonic() < deadline and not cancelled:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=env, capture_output=True, text=True).stdout
+        for line in queue.splitlines():
+            jobid, _, state = line.split()
+            if state == "RUNNING":
+                subprocess.run(["scancel", jobid], env=env, check=True)
+                cancelled = True
+        time.sleep(1)
+    output, _ = run.communicate(timeout=600)
+    assert cancelled, "no job was seen running"
+    assert run.returncode != 0, "Snakemake must report the cancelled job as a failure"
+    before = {p: p.stat().st_mtime for p in (repo / "work/cam").glob("*.pt")}
+    proc = slurm_snakemake(repo, cluster, "results/voc_miou.csv", *DEMO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert (repo / "results/voc_miou.csv").is_file()
+    after = {p: p.stat().st_mtime for p in (repo / "work/cam").glob("*.pt")}
+    assert before == after, "upstream stages must not be recomputed"
+    assert "train_cam" not in set(job_ids(proc.stdout + proc.stderr))
+
+
+def test_paper_dry_run_shows_gpu_requests(cluster):
+    env = dict(tool_env(), **cluster.env)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "slurm", "results/voc_miou.csv", "-n", "--forceall"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"rule train_cam:.*?resources:.*?gpu=1", proc.stdout, flags=re.S)
