@@ -23,6 +23,7 @@ STAGES: dict[str, str] = {
     "make-synthetic-voc": "ppcseg.data.synthetic",
     "download": "ppcseg.data.download",
     "prepare-voc": "ppcseg.data.prepare",
+    "prepare-saliency": "ppcseg.data.saliency",
     "train-cam": "ppcseg.cam.train",
     "infer-cam": "ppcseg.cam.infer",
     "eval-seeds": "ppcseg.evaluation.seeds",
