@@ -24,6 +24,7 @@ STAGES: dict[str, str] = {
     "download": "ppcseg.data.download",
     "prepare-voc": "ppcseg.data.prepare",
     "prepare-saliency": "ppcseg.data.saliency",
+    "pretrain-backbone": "ppcseg.models.pretrain",
     "train-cam": "ppcseg.cam.train",
     "infer-cam": "ppcseg.cam.infer",
     "eval-seeds": "ppcseg.evaluation.seeds",

@@ -58,8 +58,8 @@ def code(*paths):
 
 
 def backbone_weights(backbone, pretrained=True):
-    """ImageNet weights of a backbone, from the download stage; [] for a randomly initialised one."""
-    if not pretrained or backbone == "tiny":
+    """Pretrained weights of a backbone: ImageNet from the download stage, or (tiny) from pretrain_backbone."""
+    if not pretrained:
         return []
     return [{"resnet38": "data/weights/resnet38.params"}.get(backbone, f"data/weights/{backbone}.pth")]
 

@@ -23,6 +23,25 @@ if SYNTHETIC:
         shell:
             "ppcseg make-synthetic-voc {PARAMS_ARGS} --out {output} --log {log}"
 
+    rule pretrain_backbone:
+        input:
+            code("models/pretrain.py", "models/backbones.py"),
+            data=ROOT,
+        output:
+            "data/weights/tiny.pth",
+        params:
+            settings=settings("seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size"),
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=2000,
+            runtime=30,
+        log:
+            "logs/pretrain_backbone.log",
+        shell:
+            "ppcseg pretrain-backbone {PARAMS_ARGS} --threads {threads} --data {input.data} --out {output} "
+            "--log {log}"
+
 else:
 
     rule prepare_voc:

@@ -151,19 +151,26 @@ def _draw_objects(
 
 
 def render_image(
-    index: int, *, seed: int, image_size: int, min_classes: int, max_classes: int
+    index: int,
+    *,
+    seed: int,
+    image_size: int,
+    min_classes: int,
+    max_classes: int,
+    classes: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image `index` of the dataset: (RGB uint8 (H, W, 3), label uint8 (H, W) without borders, saliency uint8)."""
     rng = np.random.default_rng([seed, index])
     size = image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    pool = np.asarray(sorted(classes) if classes else range(1, 21))
     for _ in range(10):  # re-draw the rare layouts where an object is mostly hidden
         image = _background(rng, size, yy, xx)
         count = int(rng.integers(min_classes, max_classes + 1))
-        classes = sorted((rng.choice(20, size=count, replace=False) + 1).tolist())
-        label, masks = _draw_objects(rng, classes, size, yy, xx, image)
+        drawn = sorted(rng.choice(pool, size=min(count, len(pool)), replace=False).tolist())
+        label, masks = _draw_objects(rng, drawn, size, yy, xx, image)
         visible = [np.count_nonzero(label[m] == cls) / max(np.count_nonzero(m), 1) for cls, m in masks]
-        if all(np.isin(classes, label)) and min(visible) >= 0.3:
+        if all(np.isin(drawn, label)) and min(visible) >= 0.3:
             break
     image = np.clip(image, 0, 255).astype(np.uint8)
     return image, label, _saliency(rng, label, size, yy, xx)
@@ -208,14 +215,20 @@ def make_synthetic_voc(
     num_train_aug_extra: int,
     min_classes: int,
     max_classes: int,
+    classes: list[int] | None = None,
 ) -> Path:
-    """Write the dataset to `root` (a VOC2012-like folder), replacing it atomically; returns `root`."""
+    """Write the dataset to `root` (a VOC2012-like folder), replacing it atomically; returns `root`.
+
+    `classes` restricts the object classes drawn (VOC indices 1..20; None: all 20).
+    """
     _check("image_size", image_size, 32)
     _check("num_train", num_train, 1)
     _check("num_val", num_val, 1)
     _check("num_train_aug_extra", num_train_aug_extra, 0)
     _check("min_classes", min_classes, 1, 20)
     _check("max_classes", max_classes, min_classes, 20)
+    if classes is not None and (not classes or not all(isinstance(c, int) and 1 <= c <= 20 for c in classes)):
+        raise InputError(f"data.synthetic.classes: {classes!r} must be a non-empty list of VOC class indices 1..20")
     total = num_train + num_val + num_train_aug_extra
     ids = image_ids(total)
     order = np.random.default_rng(seed).permutation(total)
@@ -234,7 +247,12 @@ def make_synthetic_voc(
         labels: dict[str, list[int]] = {}
         for index, image_id in progress(list(enumerate(ids)), desc="synthetic VOC"):
             image, label, saliency = render_image(
-                index, seed=seed, image_size=image_size, min_classes=min_classes, max_classes=max_classes
+                index,
+                seed=seed,
+                image_size=image_size,
+                min_classes=min_classes,
+                max_classes=max_classes,
+                classes=classes,
             )
             # Fixed quality, no metadata: byte-identical output for the same parameters.
             Image.fromarray(image).save(dirs["images"] / f"{image_id}.jpg", format="JPEG", quality=JPEG_QUALITY)

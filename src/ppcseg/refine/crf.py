@@ -11,6 +11,11 @@ def _densecrf():
     return dcrf
 
 
+def _writable(image: np.ndarray) -> np.ndarray:
+    """pydensecrf needs a C-contiguous, writable uint8 buffer (load_image returns read-only arrays)."""
+    return np.require(image, np.uint8, ["C", "W"])
+
+
 def crf_from_probs(
     image: np.ndarray,
     probs: np.ndarray,
@@ -29,9 +34,7 @@ def crf_from_probs(
     unary = -np.log(np.clip(probs, 1e-8, None)).reshape(n_labels, -1).astype(np.float32)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(
-        sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=np.ascontiguousarray(image), compat=bilateral_compat
-    )
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat)
     q = crf.inference(iters)
     return np.asarray(q, dtype=np.float32).reshape(n_labels, height, width)
 
@@ -61,8 +64,6 @@ def crf_from_labels(
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
     crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(
-        sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=np.ascontiguousarray(image), compat=bilateral_compat
-    )
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat)
     q = crf.inference(iters)
     return np.asarray(q, dtype=np.float32).reshape(n_labels, height, width)

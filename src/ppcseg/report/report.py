@@ -150,10 +150,14 @@ def overlay_figure(
 
 def predict_overlays(checkpoint: Path, root: Path, image_ids: list[str]) -> dict[str, np.ndarray]:
     """Single-scale predictions of the segmentation network for the overlay images."""
-    from ppcseg.segment.test import predict_images
+    from ppcseg.segment.checkpoint import load_segmentor
+    from ppcseg.segment.test import InferenceProtocol, device, predict_labels
 
-    images = [load_image(voc_dirs(root)["images"] / f"{i}.jpg") for i in image_ids]
-    return dict(zip(image_ids, predict_images(checkpoint, images), strict=True))
+    model, _ = load_segmentor(checkpoint, device())
+    return {
+        i: predict_labels(model, load_image(voc_dirs(root)["images"] / f"{i}.jpg"), InferenceProtocol())
+        for i in image_ids
+    }
 
 
 def code_version() -> str:

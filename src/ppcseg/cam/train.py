@@ -1,0 +1,426 @@
+"""Stage `train-cam`: train the CAM network (SEAM or EPS, with or without PPC) on VOC train_aug.
+
+Objectives (docs/ppc_spec.md):
+
+    seam + ppc   spec 1.8: [cls + rvmin + ER + ECR](view 1, view 2) + cross-prototype + cross-pseudo-label + intra
+    seam         spec 2.3: the same SEAM terms with the same two views (view 2 = view 1 resized to cam.view2_size;
+                 the original SEAM used a 0.3x rescale)
+    eps + ppc    spec 1.9: cls + rvmin + ER/ECR at feature resolution + 1/2 saliency(CAMs) + 1/2 saliency(PCM CAMs)
+                 + the contrast terms (EPS layout, background last)
+    eps          spec 3: the EPS baseline, one view, cls + saliency loss, no PCM
+
+Reproducibility: the global batch of step t, each sample's augmentation, the dropout masks and the PPC sampling are
+pure functions of (seed, t), so a run killed at any point and restarted with the same command resumes from its last
+state in --state-dir and ends bit-identical (on CPU) to an uninterrupted run, whatever the number of DataLoader
+workers. With several processes (torchrun or srun) each rank takes batch_size / world_size samples of the same global
+batch; the PPC terms are computed on the gathered global batch and gradients are averaged, so the update equals the
+single-process update on the same batch (up to floating-point summation order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from ppcseg.cam.augment import augment, sample_rng
+from ppcseg.data.voc import label_vector, load_image, read_class_labels, read_ids, voc_dirs
+from ppcseg.models.cam_net import CamNet, build_cam_net, cam_net_meta
+from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
+from ppcseg.utils.distributed import (
+    DistInfo,
+    all_gather_nograd,
+    average_gradients,
+    gather_with_grad,
+    init_distributed,
+    local_slice,
+    mean_over_ranks,
+    shutdown_distributed,
+)
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import atomic_path
+from ppcseg.utils.progress import progress
+
+PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam")
+SPLIT = "train_aug"
+STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
+log = logging.getLogger("ppcseg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="ROOT", help="VOC2012 root (JPEGImages, ImageSets, ...)")
+    parser.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint of the CAM network")
+    parser.add_argument("--loss-csv", required=True, metavar="CSV", help="per-step loss terms (for dvc plots)")
+    parser.add_argument("--state-dir", required=True, metavar="DIR", help="resumable training states")
+    parser.add_argument("--weights", metavar="FILE", help="ImageNet backbone weights (needed if cam.pretrained)")
+    parser.add_argument("--saliency", metavar="DIR", help="saliency maps <id>.png (cam.method = eps)")
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+def load_saliency(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Greyscale uint8 (H, W); an RGB map is averaged over its channels (as EPS reads them)."""
+    if not path.is_file():
+        raise InputError(f"{path}: saliency map not found")
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"), dtype=np.float32).mean(axis=2)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: cannot read saliency map ({err})") from err
+    if arr.shape != size:
+        raise InputError(f"{path}: saliency size {arr.shape} does not match its image {size}")
+    return np.round(arr).astype(np.uint8)
+
+
+def layout_labels(classes: list[int], method: str) -> np.ndarray:
+    """21-vector with background set: SEAM layout (background 0) or EPS layout (class k -> k-1, background 20)."""
+    vec = label_vector(classes)
+    return vec if method == "seam" else np.roll(vec, -1)
+
+
+class CamTrainSet(Dataset):
+    """Items are keyed by (epoch, index): the key fixes the sample and its augmentation."""
+
+    def __init__(
+        self, root: str | Path, ids: list[str], cam: dict[str, Any], seed: int, saliency_dir: str | Path | None
+    ) -> None:
+        self.dirs = voc_dirs(root)
+        self.ids = ids
+        self.cam = cam
+        self.seed = seed
+        self.saliency_dir = Path(saliency_dir) if saliency_dir else None
+        labels = read_class_labels(root)
+        missing = [i for i in ids if i not in labels]
+        if missing:
+            raise InputError(f"{self.dirs['labels']}: no labels for {len(missing)} {SPLIT} images (e.g. {missing[0]})")
+        self.labels = {i: layout_labels(labels[i], cam["method"]) for i in ids}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        image_id = self.ids[index]
+        image = load_image(self.dirs["images"] / f"{image_id}.jpg")
+        saliency = None
+        if self.saliency_dir is not None:
+            saliency = load_saliency(self.saliency_dir / f"{image_id}.png", image.shape[:2])
+        x, sal = augment(
+            image,
+            sample_rng(self.seed, epoch, index),
+            resize_range=self.cam["resize_long"],
+            crop_size=self.cam["crop_size"],
+            saliency=saliency,
+        )
+        item = {"image": torch.from_numpy(x), "labels": torch.from_numpy(self.labels[image_id])}
+        if sal is not None:
+            item["saliency"] = torch.from_numpy(sal)
+        return item
+
+
+def global_batch_keys(step: int, n_images: int, batch_size: int, seed: int) -> list[tuple[int, int]]:
+    """(epoch, index) keys of step `step`: epochs are seeded permutations, the last partial batch dropped."""
+    per_epoch = n_images // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng((seed, epoch)).permutation(n_images)
+    return [(epoch, int(i)) for i in order[position * batch_size : (position + 1) * batch_size]]
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A seed for one random stream of one step: 0 = shared by all ranks (PPC sampling), 1 + rank = dropout."""
+    return int(np.random.SeedSequence((seed, step, stream)).generate_state(1)[0])
+
+
+# ----------------------------------------------------------------------------------------------------------- loss
+
+
+def compute_losses(
+    net: CamNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cam: dict[str, Any],
+    *,
+    saliency: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """All loss terms of one step on this process's share of the batch; 'total' is what to back-propagate.
+
+    With several processes, the contrast terms are computed on the gathered global batch (every rank gets the same
+    value); everything else on the local share, whose mean over ranks is the global-batch value.
+    """
+    from ppcseg.losses.eps import saliency_loss
+    from ppcseg.losses.ppc import pixel_prototype_contrast
+    from ppcseg.losses.seam import classification_loss, seam_losses
+
+    method, eps_cfg = cam["method"], cam["eps"]
+    sal_kwargs = {"tau": eps_cfg["saliency_threshold"], "lam": eps_cfg["lambda_fg"]}
+    out1 = net(images)
+    if method == "eps" and not cam["ppc"]:  # EPS baseline: one view, no PCM
+        cls = classification_loss(out1["cam"], labels, bg_channel=net.background_channel)
+        sal = saliency_loss(out1["cam"], saliency, labels, **sal_kwargs)
+        return {"total": cls + sal, "cls": cls, "sal": sal}
+
+    size2 = (cam["view2_size"], cam["view2_size"])
+    images2 = F.interpolate(images, size=size2, mode="bilinear", align_corners=True)
+    out2 = net(images2)
+    terms: dict[str, torch.Tensor] = {}
+    if method == "seam":
+        up = CamNet.upsample
+        seam = seam_losses(
+            up(out1["cam"], images.shape[-2:]),
+            up(out1["cam_rv"], images.shape[-2:]),
+            up(out2["cam"], size2),
+            up(out2["cam_rv"], size2),
+            labels,
+            layout="seam",
+        )
+        total = seam["total"]
+    else:
+        seam = seam_losses(
+            out1["cam"],
+            out1["cam_rv"],
+            out2["cam"],
+            out2["cam_rv"],
+            labels,
+            layout="eps",
+            fix_eps_max_onehot=bool(eps_cfg.get("fix_max_onehot", False)),
+        )
+        saliency2 = F.interpolate(saliency, size=size2, mode="bilinear", align_corners=True)
+        sal_cam = (
+            saliency_loss(out1["cam"], saliency, labels, **sal_kwargs)
+            + saliency_loss(out2["cam"], saliency2, labels, **sal_kwargs)
+        ) / 2
+        sal_rv = (
+            saliency_loss(out1["cam_rv"], saliency, labels, **sal_kwargs)
+            + saliency_loss(out2["cam_rv"], saliency2, labels, **sal_kwargs)
+        ) / 2
+        terms["sal"] = sal_cam + sal_rv
+        total = seam["total"] + terms["sal"]
+    terms.update({k: seam[k] for k in ("cls", "rvmin", "er", "ecr")})
+
+    if cam["ppc"]:
+        switches = cam["ppc_loss"]
+        contrast = pixel_prototype_contrast(
+            gather_with_grad(out1["proj"]),
+            gather_with_grad(out2["proj"]),
+            all_gather_nograd(out1["cam_rv"].detach()),
+            all_gather_nograd(out2["cam_rv"].detach()),
+            all_gather_nograd(labels),
+            variant=method,
+            sampling=switches["sampling"],
+            generator=generator,
+            fix_background_prototype=switches["fix_background_prototype"],
+            mask_prototypes_by_labels=switches["mask_prototypes_by_labels"],
+            exclude_positive_from_negatives=switches["exclude_positive_from_negatives"],
+        )
+        terms.update({k: contrast[k] for k in ("cross_prototype", "cross_pseudo_label", "intra")})
+        terms["ppc"] = contrast["total"]
+        total = total + contrast["total"]
+    return {"total": total, **terms}
+
+
+def loss_columns(cam: dict[str, Any]) -> list[str]:
+    if cam["method"] == "eps" and not cam["ppc"]:
+        return ["cls", "sal"]
+    cols = ["cls", "rvmin", "er", "ecr"] + (["sal"] if cam["method"] == "eps" else [])
+    return cols + (["cross_prototype", "cross_pseudo_label", "intra", "ppc"] if cam["ppc"] else [])
+
+
+# ------------------------------------------------------------------------------------------------------ optimiser
+
+
+def make_optimizer(net: CamNet, cam: dict[str, Any]) -> torch.optim.SGD:
+    # [quirk] the official PolyOptimizer passes weight decay where SGD expects momentum: momentum 5e-4.
+    momentum = 0.9 if cam["fix_sgd_momentum"] else cam["weight_decay"]
+    return torch.optim.SGD(
+        net.param_groups(cam["lr"], cam["weight_decay"]), lr=cam["lr"], momentum=momentum, weight_decay=0.0
+    )
+
+
+def set_poly_lr(optimizer: torch.optim.Optimizer, cam: dict[str, Any], step: int, max_steps: int) -> float:
+    """lr_t = lr0 * (1 - t / max_steps) ** power for every group (times its multiplier); returns the base lr."""
+    lr = cam["lr"] * (1 - step / max_steps) ** cam["poly_power"]
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    return lr
+
+
+def total_steps(cam: dict[str, Any], n_images: int) -> int:
+    if n_images < cam["batch_size"]:
+        raise InputError(f"cam.batch_size: {cam['batch_size']} exceeds the {n_images} {SPLIT} images")
+    return cam["max_steps"] or cam["epochs"] * (n_images // cam["batch_size"])
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+
+
+# Settings that change how a run executes but not what it computes: a state stays resumable when they change.
+EXECUTION_ONLY = ("num_workers", "checkpoint_every")
+
+
+def run_meta(cam: dict[str, Any], seed: int, max_steps: int, n_images: int) -> dict[str, Any]:
+    return cam_net_meta(cam) | {"seed": seed, "max_steps": max_steps, "num_images": n_images}
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def strip(meta: dict[str, Any]) -> dict[str, Any]:
+        cam = {k: v for k, v in meta.get("cam_params", {}).items() if k not in EXECUTION_ONLY}
+        return meta | {"cam_params": cam}
+
+    return strip(a) == strip(b)
+
+
+def latest_state(state_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest loadable state of this very run (same meta); unreadable or foreign states are skipped."""
+    if not state_dir.is_dir():
+        return None
+    names = sorted((p.name for p in state_dir.iterdir() if STATE_PATTERN.match(p.name)), reverse=True)
+    for name in names:
+        try:
+            state = load_checkpoint(state_dir / name)
+        except InputError as err:
+            log.warning("skipping state %s: %s", name, err)
+            continue
+        if not _same_run(state["meta"], meta):
+            log.warning("%s: state of a run with other settings; starting from scratch", state_dir / name)
+            return None
+        return state
+    return None
+
+
+def save_state(state_dir: Path, step: int, net: CamNet, optimizer: torch.optim.Optimizer, meta: dict) -> None:
+    """Write state_<step>.pt atomically, then drop older states."""
+    path = state_dir / f"state_{step:08d}.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, meta)
+    for old in state_dir.iterdir():
+        if STATE_PATTERN.match(old.name) and old.name != path.name:
+            old.unlink(missing_ok=True)
+
+
+def reset_loss_csv(path: Path, columns: list[str], upto_step: int) -> None:
+    """Keep the rows of steps already in the resumed state (a killed run may have logged a few more)."""
+    rows: list[str] = []
+    if upto_step > 0 and path.is_file():
+        reader = csv.reader(io.StringIO(path.read_text()))
+        header = next(reader, None)
+        if header == columns:
+            for row in reader:
+                if len(row) == len(columns) and row[0].isdigit() and int(row[0]) < upto_step:
+                    rows.append(",".join(row))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join([",".join(columns), *rows]) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------- run
+
+
+def train(
+    root: str | Path,
+    cam: dict[str, Any],
+    seed: int,
+    *,
+    out: str | Path,
+    loss_csv: str | Path,
+    state_dir: str | Path,
+    weights: str | Path | None = None,
+    saliency_dir: str | Path | None = None,
+    info: DistInfo | None = None,
+    stop_after: int | None = None,
+) -> None:
+    """Train (or resume) and write the final checkpoint. `stop_after` ends early after that many steps (tests)."""
+    info = info or DistInfo(0, 1, 0, torch.device("cpu"))
+    state_dir, loss_csv = Path(state_dir), Path(loss_csv)
+    if cam["method"] == "eps" and saliency_dir is None:
+        raise InputError("cam.method is eps: the saliency maps folder (--saliency) is required")
+    if cam["pretrained"] and weights is None:
+        raise InputError("cam.pretrained is true: pass the ImageNet backbone weights with --weights")
+    ids = read_ids(root, SPLIT)
+    dataset = CamTrainSet(root, ids, cam, seed, saliency_dir if cam["method"] == "eps" else None)
+    max_steps = total_steps(cam, len(ids))
+    mine = local_slice(cam["batch_size"], info)
+    meta = run_meta(cam, seed, max_steps, len(ids))
+
+    torch.manual_seed(seed)  # head initialisation
+    net = build_cam_net(cam, weights if cam["pretrained"] else None).to(info.device)
+    net.train()
+    optimizer = make_optimizer(net, cam)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    start = 0
+    state = latest_state(state_dir, meta)
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        log.info("resuming from %s at step %d of %d", state_dir, start, max_steps)
+    columns = ["step", "lr", "total", *loss_columns(cam)]
+    if info.is_main:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        reset_loss_csv(loss_csv, columns, start)
+
+    end = max_steps if stop_after is None else min(max_steps, start + stop_after)
+    schedule = [global_batch_keys(step, len(ids), cam["batch_size"], seed)[mine] for step in range(start, end)]
+    loader = DataLoader(dataset, batch_sampler=schedule, num_workers=cam["num_workers"])
+    log_every = max(1, (end - start) // 20)
+    csv_handle = open(loss_csv, "a", newline="") if info.is_main else None  # closed in finally
+    try:
+        for step, batch in zip(range(start, end), progress(loader, total=end - start, desc="train-cam"), strict=True):
+            lr = set_poly_lr(optimizer, cam, step, max_steps)
+            torch.manual_seed(step_seed(seed, step, 1 + info.rank))  # dropout masks depend on (seed, step, rank) only
+            generator = torch.Generator().manual_seed(step_seed(seed, step, 0))
+            losses = compute_losses(
+                net,
+                batch["image"].to(info.device),
+                batch["labels"].to(info.device),
+                cam,
+                saliency=batch["saliency"].to(info.device) if "saliency" in batch else None,
+                generator=generator,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            average_gradients(params)
+            optimizer.step()
+
+            logged = mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, info.device)
+            if csv_handle is not None:
+                row = [str(step), f"{lr:.8g}"] + [f"{logged[c]:.6g}" for c in columns[2:]]
+                csv_handle.write(",".join(row) + "\n")
+                csv_handle.flush()
+                if (step + 1) % log_every == 0:
+                    log.info("step %d/%d lr %.3g loss %.4f", step + 1, max_steps, lr, logged["total"])
+            if info.is_main and ((step + 1) % cam["checkpoint_every"] == 0 or step + 1 == max_steps):
+                save_state(state_dir, step + 1, net, optimizer, meta)
+    finally:
+        if csv_handle is not None:
+            csv_handle.close()
+    if info.is_main and end == max_steps:
+        save_checkpoint(out, {"model": net.state_dict()}, meta)
+        log.info("wrote %s after %d steps", out, max_steps)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    info = init_distributed()
+    try:
+        train(
+            args.data,
+            params["cam"],
+            int(params["seed"]),
+            out=args.out,
+            loss_csv=args.loss_csv,
+            state_dir=args.state_dir,
+            weights=args.weights,
+            saliency_dir=args.saliency,
+            info=info,
+        )
+    finally:
+        shutdown_distributed()

@@ -1,0 +1,59 @@
+"""eval-masks: mIoU of pseudo-masks (random walk or CRF) on VOC train against SegmentationClass."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
+from ppcseg.evaluation.results import metrics_row, write_metrics_row
+from ppcseg.utils.progress import progress
+
+PARAMS_SECTIONS: tuple[str, ...] = ("masks",)
+log = logging.getLogger("ppcseg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="VOC2012 root (SegmentationClass, ImageSets)")
+    parser.add_argument("--masks", required=True, help="folder of <id>.png pseudo-masks")
+    parser.add_argument("--out-metrics", required=True, help="metric row JSON")
+
+
+def mask_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per-class IoU (21,) over (gt, pred) pairs; GT 255 ignored.
+
+    A prediction of 255 (a mask that leaves pixels unlabelled) counts as wrong for the pixel's GT class and as no
+    class's prediction, as in the official evaluation; NaN for classes absent from both GT and prediction.
+    """
+    extra = NUM_CLASSES + 1  # one extra prediction column for unlabelled (255) pixels
+    matrix = np.zeros((NUM_CLASSES, extra), dtype=np.int64)
+    for gt, pred in pairs:
+        keep = gt.reshape(-1) != IGNORE_INDEX
+        g = gt.reshape(-1)[keep].astype(np.int64)
+        p = pred.reshape(-1)[keep].astype(np.int64)
+        p[p == IGNORE_INDEX] = NUM_CLASSES
+        matrix += np.bincount(g * extra + p, minlength=NUM_CLASSES * extra).reshape(NUM_CLASSES, extra)
+    tp = np.diag(matrix[:, :NUM_CLASSES]).astype(np.float64)
+    union = matrix.sum(axis=1) + matrix[:, :NUM_CLASSES].sum(axis=0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    split = params["masks"]["split"]
+    root = Path(args.data)
+    ids = read_ids(root, split)
+
+    def pairs():
+        for image_id in progress(ids, desc="eval-masks"):
+            gt = load_mask(voc_dirs(root)["masks"] / f"{image_id}.png")
+            yield gt, load_mask(Path(args.masks) / f"{image_id}.png", expected_shape=gt.shape)
+
+    row = metrics_row("mask", split, mask_iou(pairs()), len(ids), {"masks": Path(args.masks).name})
+    write_metrics_row(args.out_metrics, row)
+    log.info("pseudo-masks %s on %s (%d images): mIoU %.2f", args.masks, split, len(ids), row["mIoU"])

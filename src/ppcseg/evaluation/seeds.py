@@ -1,0 +1,144 @@
+"""eval-seeds: mIoU of CAM seeds on VOC train against SegmentationClass, at a fixed background score and swept.
+
+Seed prediction at background score t (spec 4.2): argmax over [t, CAMs], absent classes 0, in float32 as the
+official code fills t into a float32 array. Ties go to background (first index), so a pixel is foreground iff its max
+CAM > float32(t), and then takes the present class with the highest CAM (the lower class index on ties).
+All thresholds come from one pass: each pixel's prediction as a function of t changes only once, at its max CAM, so
+binning the max CAM against the sorted thresholds gives every threshold's confusion matrix from one bincount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppcseg.cam.infer import load_cams
+from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
+from ppcseg.evaluation.miou import iou_from_confusion, mean_iou
+from ppcseg.evaluation.results import metrics_row, write_metrics_row
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import write_text
+from ppcseg.utils.progress import progress
+
+PARAMS_SECTIONS: tuple[str, ...] = ("seeds",)
+log = logging.getLogger("ppcseg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="VOC2012 root (SegmentationClass, ImageSets, cls_labels.json)")
+    parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
+    parser.add_argument("--out-metrics", required=True, help="metric row JSON (fixed background threshold)")
+    parser.add_argument("--out-curve", required=True, help="CSV threshold,mIoU of the GT-tuned sweep (dvc plots)")
+
+
+def sweep_thresholds(start: float, stop: float, step: float) -> np.ndarray:
+    """start, start+step, ... < stop, rounded so that 0.27 is the double nearest 0.27 (as i/100 in the official code)."""
+    if step <= 0 or stop <= start:
+        raise InputError(f"seeds.sweep: need start < stop and step > 0, got [{start}, {stop}, {step}]")
+    span = (stop - start) / step
+    count = round(span) if abs(span - round(span)) < 1e-6 else math.ceil(span)
+    return np.round(start + step * np.arange(count), 10)
+
+
+def seed_prediction(classes: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
+    """Reference seed of one image: argmax over [t, CAMs] (K+1, H, W) in float32, mapped to VOC indices."""
+    scores = np.concatenate([np.full((1, *cams.shape[1:]), threshold, dtype=np.float32), cams.astype(np.float32)])
+    lookup = np.concatenate([[0], np.asarray(classes, dtype=np.int64)])
+    return lookup[np.argmax(scores, axis=0)]
+
+
+def sweep_confusion(
+    cams_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: Sequence[float]
+) -> np.ndarray:
+    """Confusion matrices (T, 21, 21) (rows GT, columns prediction) of the seeds at every threshold.
+
+    `cams_iter` yields (gt (H, W) uint8 with 255 ignored, classes (K,) VOC indices, cams (K, H, W)).
+    """
+    thr = np.asarray(thresholds, dtype=np.float32)
+    order = np.argsort(thr, kind="stable")
+    sorted_thr = thr[order]
+    n_thr = thr.size
+    c2 = NUM_CLASSES * NUM_CLASSES
+    # counts[b, g, a]: pixels with GT g, winning class a, and max CAM above exactly the b lowest thresholds.
+    counts = np.zeros((n_thr + 1) * c2, dtype=np.int64)
+    for gt, classes, cams in cams_iter:
+        keep = gt.reshape(-1) != IGNORE_INDEX
+        g = gt.reshape(-1)[keep].astype(np.int64)
+        if cams.shape[0] == 0:
+            top = np.zeros(g.size, dtype=np.float32)
+            winner = np.zeros(g.size, dtype=np.int64)
+        else:
+            flat = cams.reshape(cams.shape[0], -1)[:, keep]
+            best = np.argmax(flat, axis=0)
+            top = flat[best, np.arange(flat.shape[1])].astype(np.float32)
+            winner = np.asarray(classes, dtype=np.int64)[best]
+        if g.size and g.max() >= NUM_CLASSES:
+            raise InputError(f"ground truth holds labels outside 0-20 and 255: {np.unique(g).tolist()}")
+        above = np.searchsorted(sorted_thr, top, side="left")  # number of thresholds t with t < max CAM
+        counts += np.bincount((above * NUM_CLASSES + g) * NUM_CLASSES + winner, minlength=counts.size)
+    counts = counts.reshape(n_thr + 1, NUM_CLASSES, NUM_CLASSES)
+    # Sorted threshold j: foreground for pixels with b > j, background for b <= j.
+    fg = np.cumsum(counts[::-1], axis=0)[::-1][1:]  # sum over b > j
+    bg_rows = np.cumsum(counts.sum(axis=2), axis=0)[:-1]  # sum over b <= j, per GT class
+    conf_sorted = fg.copy()
+    conf_sorted[:, :, 0] += bg_rows
+    conf = np.empty_like(conf_sorted)
+    conf[order] = conf_sorted
+    return conf
+
+
+def _dataset(root: Path, cams_dir: Path, ids: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    labels = read_class_labels(root)
+    masks_dir = voc_dirs(root)["masks"]
+    for image_id in progress(ids, desc="eval-seeds"):
+        if image_id not in labels:
+            raise InputError(f"{voc_dirs(root)['labels']}: no image-level labels for '{image_id}'")
+        gt = load_mask(masks_dir / f"{image_id}.png")
+        classes, cams = load_cams(cams_dir, image_id, labels[image_id], gt.shape)
+        yield gt, classes, cams
+
+
+def curve_csv(thresholds: np.ndarray, mious: np.ndarray) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["threshold", "mIoU"])
+    for t, m in zip(thresholds, mious, strict=True):
+        writer.writerow([f"{t:g}", f"{100 * m:.2f}"])
+    return buffer.getvalue()
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    cfg = params["seeds"]
+    root = Path(args.data)
+    ids = read_ids(root, cfg["split"])
+    sweep = sweep_thresholds(*cfg["sweep"])
+    fixed = float(cfg["bg_threshold"])
+    conf = sweep_confusion(_dataset(root, Path(args.cams), ids), [*sweep, fixed])
+    ious = iou_from_confusion(conf)
+    mious = np.array([mean_iou(i) for i in ious[:-1]])
+    best = int(np.nanargmax(mious))
+    settings = {
+        "bg_threshold": fixed,
+        "gt_tuned_bg_threshold": float(sweep[best]),
+        "gt_tuned_mIoU": round(100 * float(mious[best]), 2),
+    }
+    row = metrics_row("seed", cfg["split"], ious[-1], len(ids), settings)
+    write_metrics_row(args.out_metrics, row)
+    write_text(args.out_curve, curve_csv(sweep, mious))
+    log.info(
+        "seeds on %s (%d images): mIoU %.2f at bg %.2f; GT-tuned %.2f at bg %g",
+        cfg["split"],
+        len(ids),
+        row["mIoU"],
+        fixed,
+        settings["gt_tuned_mIoU"],
+        settings["gt_tuned_bg_threshold"],
+    )

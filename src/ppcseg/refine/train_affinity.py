@@ -1,0 +1,306 @@
+"""train-affinity: AffinityNet on the la/ha CRF maps of train_aug (spec 4.3 steps 2-3).
+
+Labels (per crop): start from la; where la says background -> 255 (uncertain); where ha says background -> 0;
+padding -> 255. The one-hot la and ha maps are average-pooled 8x and argmaxed separately before that combination.
+Pairs within `affinity.radius` give bg-positive (both 0), fg-positive (same class > 0) and negative (different)
+sets; loss = 1/4 bg + 1/4 fg + 1/2 neg with -log(a + 1e-5) for positives and -log(1 + 1e-5 - a) for negatives.
+Poly SGD (new layers 10x) with the official momentum quirk unless cam.fix_sgd_momentum. Checkpoints every
+cam.checkpoint_every steps; a restart resumes exactly (data order and augmentation are functions of seed, epoch
+and index; the torch RNG states are saved for dropout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ppcseg.cam.infer import to_tensor
+from ppcseg.data.voc import NUM_CLASSES, load_image, load_mask, read_ids, voc_dirs
+from ppcseg.refine.affinity_net import AffinityNet, build_affinity_net, pair_affinity, pair_indices, save_affinity_net
+from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import write_text
+from ppcseg.utils.progress import progress
+
+PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam", "affinity")
+SPLIT = "train_aug"
+STRIDE = 8
+POLY_POWER = 0.9
+JITTER = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.1}
+LOSS_COLUMNS = ["step", "lr", "loss", "bg_loss", "fg_loss", "neg_loss"]
+log = logging.getLogger("ppcseg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets)")
+    parser.add_argument("--labels", required=True, help="affinity-labels output (la/<id>.png, ha/<id>.png)")
+    parser.add_argument("--out", required=True, help="final AffinityNet checkpoint")
+    parser.add_argument("--loss-csv", required=True, help="training loss per step (CSV)")
+    parser.add_argument("--state-dir", required=True, help="folder for resumable training state")
+    parser.add_argument("--weights", default=None, help="ImageNet weights of the backbone (omit: random init)")
+
+
+def color_jitter(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """torchvision ColorJitter(0.3, 0.3, 0.3, 0.1) with factors and order drawn from `rng` (reproducible)."""
+    ops = [
+        (TF.adjust_brightness, rng.uniform(1 - JITTER["brightness"], 1 + JITTER["brightness"])),
+        (TF.adjust_contrast, rng.uniform(1 - JITTER["contrast"], 1 + JITTER["contrast"])),
+        (TF.adjust_saturation, rng.uniform(1 - JITTER["saturation"], 1 + JITTER["saturation"])),
+        (TF.adjust_hue, rng.uniform(-JITTER["hue"], JITTER["hue"])),
+    ]
+    for index in rng.permutation(len(ops)):
+        op, factor = ops[index]
+        image = op(image, float(factor))
+    return image
+
+
+def _crop_window(size: int, crop: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    """(source start, target start, length) of a random crop along one axis, padding when the image is smaller."""
+    if size >= crop:
+        return int(rng.integers(0, size - crop + 1)), 0, crop
+    return 0, int(rng.integers(0, crop - size + 1)), size
+
+
+def pool_labels(label: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average-pool the one-hot map 8x and argmax: (h/8, w/8) labels and a mask of blocks with any valid pixel."""
+    onehot = F.one_hot(torch.from_numpy(label.astype(np.int64)), NUM_CLASSES).permute(2, 0, 1).float()
+    onehot *= torch.from_numpy(valid)[None].float()
+    pooled = F.avg_pool2d(onehot[None], STRIDE, STRIDE)[0]
+    return pooled.argmax(dim=0).numpy(), pooled.amax(dim=0).numpy() >= 1e-5
+
+
+def affinity_target(la: np.ndarray, ha: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Stride-8 label map (uint8): la classes, la-background 255, ha-background 0, padding 255."""
+    la8, scored = pool_labels(la, valid)
+    ha8, _ = pool_labels(ha, valid)
+    target = la8.astype(np.uint8)
+    target[la8 == 0] = 255
+    target[ha8 == 0] = 0
+    target[~scored] = 255
+    return target
+
+
+class AffinityDataset(Dataset):
+    """Augmented crops and stride-8 affinity targets; sample `index` of epoch `epoch` depends only on them and seed."""
+
+    def __init__(self, root: Path, labels_dir: Path, ids: list[str], crop: int, seed: int) -> None:
+        self.root, self.labels_dir, self.ids, self.crop, self.seed = root, labels_dir, ids, crop, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_id = self.ids[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = load_image(voc_dirs(self.root)["images"] / f"{image_id}.jpg")
+        la = load_mask(self.labels_dir / "la" / f"{image_id}.png", expected_shape=image.shape[:2])
+        ha = load_mask(self.labels_dir / "ha" / f"{image_id}.png", expected_shape=image.shape[:2])
+        if np.any(la == 255) or np.any(ha == 255):
+            raise InputError(f"{self.labels_dir}: la/ha maps of '{image_id}' must label every pixel (found 255)")
+        if rng.random() < 0.5:
+            image, la, ha = image[:, ::-1], la[:, ::-1], ha[:, ::-1]
+        image = np.asarray(color_jitter(Image.fromarray(np.ascontiguousarray(image)), rng))
+        crop = self.crop
+        (ys, yd, yn), (xs, xd, xn) = (_crop_window(image.shape[0], crop, rng), _crop_window(image.shape[1], crop, rng))
+        x = torch.zeros((3, crop, crop))
+        x[:, yd : yd + yn, xd : xd + xn] = to_tensor(image[ys : ys + yn, xs : xs + xn])
+        la_c = np.zeros((crop, crop), dtype=np.uint8)
+        ha_c = np.zeros((crop, crop), dtype=np.uint8)
+        valid = np.zeros((crop, crop), dtype=bool)
+        la_c[yd : yd + yn, xd : xd + xn] = la[ys : ys + yn, xs : xs + xn]
+        ha_c[yd : yd + yn, xd : xd + xn] = ha[ys : ys + yn, xs : xs + xn]
+        valid[yd : yd + yn, xd : xd + xn] = True
+        return x, torch.from_numpy(affinity_target(la_c, ha_c, valid))
+
+
+def pair_labels(target: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """bg-positive, fg-positive and negative pair masks (N, P) float from stride-8 targets (N, h, w)."""
+    flat = target.flatten(1).long()
+    a, b = flat[:, src], flat[:, dst]
+    valid = (a != 255) & (b != 255)
+    bg = valid & (a == 0) & (b == 0)
+    fg = valid & (a == b) & (a != 0)
+    neg = valid & (a != b)
+    return bg.float(), fg.float(), neg.float()
+
+
+def affinity_loss(aff: torch.Tensor, bg: torch.Tensor, fg: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each term is a mean over its pairs in the batch (0 for an empty set)."""
+    bg_loss = (-bg * torch.log(aff + 1e-5)).sum() / (bg.sum() + 1e-5)
+    fg_loss = (-fg * torch.log(aff + 1e-5)).sum() / (fg.sum() + 1e-5)
+    neg_loss = (-neg * torch.log(1.0 + 1e-5 - aff)).sum() / (neg.sum() + 1e-5)
+    loss = bg_loss / 4 + fg_loss / 4 + neg_loss / 2
+    return {"loss": loss, "bg_loss": bg_loss, "fg_loss": fg_loss, "neg_loss": neg_loss}
+
+
+def param_groups(net: AffinityNet, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """PSA's PolyOptimizer groups: backbone weights 1x, backbone biases 2x (no decay), new-layer weights 10x, new-layer
+    biases 20x (no decay). Only conv and GroupNorm parameters that train; BatchNorm is never optimised."""
+    new = {id(m) for layer in net.new_layers() for m in layer.modules()}
+    groups: list[list[nn.Parameter]] = [[], [], [], []]
+    for module in net.modules():
+        if not isinstance(module, nn.Conv2d | nn.GroupNorm):
+            continue
+        offset = 2 if id(module) in new else 0
+        if module.weight is not None and module.weight.requires_grad:
+            groups[offset].append(module.weight)
+        if module.bias is not None and module.bias.requires_grad:
+            groups[offset + 1].append(module.bias)
+    return [
+        {"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": decay}
+        for params, mult, decay in zip(
+            groups, (1.0, 2.0, 10.0, 20.0), (weight_decay, 0.0, weight_decay, 0.0), strict=True
+        )
+    ]
+
+
+def labels_fingerprint(labels_dir: Path, ids: list[str]) -> str:
+    """Names, sizes and mtimes of the la/ha maps: a resumed run must train on the same labels."""
+    digest = hashlib.sha256()
+    for image_id in ids:
+        for sub in ("la", "ha"):
+            stat = (labels_dir / sub / f"{image_id}.png").stat()
+            digest.update(f"{sub}/{image_id}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
+
+
+def poly_lr(base: float, step: int, max_steps: int) -> float:
+    return base * (1 - step / max_steps) ** POLY_POWER
+
+
+def _loss_csv(rows: list[list[float]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LOSS_COLUMNS)
+    for row in rows:
+        writer.writerow([int(row[0]), *(f"{v:.6g}" for v in row[1:])])
+    return buffer.getvalue()
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    cfg, cam = params["affinity"], params["cam"]
+    seed = int(params["seed"])
+    root, labels_dir = Path(args.data), Path(args.labels)
+    ids = read_ids(root, SPLIT)
+    missing = [i for i in ids if not all((labels_dir / d / f"{i}.png").is_file() for d in ("la", "ha"))]
+    if missing:
+        raise InputError(f"{labels_dir}: no la/ha affinity labels for {len(missing)} image(s), e.g. {missing[:3]}")
+    batch = cfg["batch_size"]
+    steps_per_epoch = len(ids) // batch
+    if steps_per_epoch == 0:
+        raise InputError(f"affinity.batch_size: {batch} is larger than {SPLIT} ({len(ids)} images)")
+    max_steps = steps_per_epoch * cfg["epochs"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    momentum = 0.9 if cam["fix_sgd_momentum"] else cfg["weight_decay"]  # [quirk] argument-order bug: 5e-4
+
+    torch.manual_seed(seed)
+    net = build_affinity_net(cam["backbone"], args.weights).to(device).train()
+    optimizer = torch.optim.SGD(param_groups(net, cfg["lr"], cfg["weight_decay"]), lr=cfg["lr"], momentum=momentum)
+    settings = json.dumps(
+        {
+            "seed": seed,
+            "backbone": cam["backbone"],
+            "affinity": cfg,
+            "momentum": momentum,
+            "weights": str(args.weights),
+            "labels": labels_fingerprint(labels_dir, ids),
+        },
+        sort_keys=True,
+    )
+    state_path = Path(args.state_dir) / "state.pt"
+    step, rows = 0, []
+    if state_path.is_file():
+        state = load_checkpoint(state_path, expect={"arch": "affinitynet-state"})
+        if state["meta"].get("settings") == settings:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+            if "cuda_rng" in state and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"])
+            step, rows = int(state["step"]), [list(r) for r in state["rows"]]
+            log.info("train-affinity: resuming from %s at step %d/%d", state_path, step, max_steps)
+        else:
+            log.warning("train-affinity: %s was written with other settings; starting over", state_path)
+
+    dataset = AffinityDataset(root, labels_dir, ids, cfg["crop_size"], seed)
+    feat = cfg["crop_size"] // STRIDE
+    src, dst = pair_indices(cfg["radius"], feat, feat)
+    src, dst = src.to(device), dst.to(device)
+    log.info(
+        "train-affinity: %d images, %d steps (batch %d, %d epochs), crop %d, %d pairs per crop, device %s",
+        len(ids),
+        max_steps,
+        batch,
+        cfg["epochs"],
+        cfg["crop_size"],
+        src.numel(),
+        device,
+    )
+
+    def save_state() -> None:
+        state = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "rows": rows,
+        }
+        if device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        save_checkpoint(state_path, state, {"arch": "affinitynet-state", "settings": settings})
+
+    bar = iter(progress(range(step, max_steps), desc="train-affinity"))
+    while step < max_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        dataset.epoch = epoch
+        order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+        batches = [order[i * batch : (i + 1) * batch] for i in range(offset, steps_per_epoch)]
+        # Its own generator: the DataLoader's base-seed draw must not move the global RNG that dropout uses.
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=cam["num_workers"],
+            generator=torch.Generator().manual_seed(seed + epoch),
+        )
+        for images, targets in loader:
+            features = net(images.to(device))
+            if features.shape[-2:] != (feat, feat):
+                raise InputError(
+                    f"cam.backbone {cam['backbone']}: features {tuple(features.shape[-2:])} for a crop of "
+                    f"{cfg['crop_size']}, expected {(feat, feat)} (stride 8)"
+                )
+            lr = poly_lr(cfg["lr"], step, max_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_mult"]
+            losses = affinity_loss(pair_affinity(features, src, dst), *pair_labels(targets.to(device), src, dst))
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            step += 1
+            rows.append([step, lr, *(losses[k].item() for k in LOSS_COLUMNS[2:])])
+            next(bar, None)
+            if step % cam["checkpoint_every"] == 0 and step < max_steps:
+                save_state()
+    for _ in bar:  # let the progress log finish
+        pass
+    if rows:
+        log.info("train-affinity: final loss %.4f (bg %.4f, fg %.4f, neg %.4f)", *rows[-1][2:])
+    save_affinity_net(
+        args.out, net, {"backbone": cam["backbone"], "radius": cfg["radius"], "steps": max_steps, "seed": seed}
+    )
+    write_text(args.loss_csv, _loss_csv(rows))

@@ -1,0 +1,163 @@
+"""Stage `train-seg`: train the final segmentation network on the pseudo-masks with mmengine's Runner.
+
+    ppcseg train-seg --params params.yaml --data ROOT --masks DIR --work-dir DIR --out CKPT [--weights FILE]
+
+params.yaml `segmentation` picks the mmseg config (segment/configs/) and overrides iterations, learning rate, global
+batch size and crop size. The global batch is kept whatever the number of processes (per-process batch = batch //
+world size). A run killed part-way resumes from the last checkpoint in --work-dir; the final weights are copied
+atomically to --out as a tensors-only checkpoint that `eval-seg` and `export-predictions` load with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from ppcseg.segment.checkpoint import export_checkpoint, load_config
+from ppcseg.segment.compat import trust_checkpoints_under
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import write_json
+
+PARAMS_SECTIONS: tuple[str, ...] = ("seed", "segmentation")
+log = logging.getLogger("ppcseg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="VOC root (JPEGImages, ImageSets/Segmentation, ...)")
+    parser.add_argument("--masks", required=True, help="pseudo-mask folder: <id>.png for every train_aug image")
+    parser.add_argument("--work-dir", required=True, help="mmengine work folder (logs, resumable checkpoints)")
+    parser.add_argument("--out", required=True, help="final tensors-only checkpoint")
+    parser.add_argument("--weights", default=None, help="local ImageNet weights of the backbone (never downloaded)")
+    parser.add_argument("--launcher", choices=("none", "pytorch", "slurm"), default="none")
+
+
+def world_size(launcher: str) -> int:
+    """Number of training processes, read the way mmengine's launchers read it."""
+    if launcher == "pytorch":
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    if launcher == "slurm":
+        return int(os.environ.get("SLURM_NTASKS", "1"))
+    return 1
+
+
+def _set_crop(pipeline: list[dict], crop: tuple[int, int]) -> None:
+    for step in pipeline:
+        if step["type"] == "RandomCrop":
+            step["crop_size"] = crop
+
+
+def build_train_config(
+    seg: dict[str, Any],
+    seed: int,
+    *,
+    data: str | Path,
+    masks: str | Path,
+    work_dir: str | Path,
+    weights: str | Path | None = None,
+    launcher: str = "none",
+) -> Config:
+    """The mmseg config named by `seg['config']` with the params.yaml overrides and this run's paths applied."""
+    cfg = load_config(seg["config"])
+    iters, crop = int(seg["iters"]), (int(seg["crop_size"]),) * 2
+    processes = world_size(launcher)
+    if seg["batch_size"] % processes:
+        raise InputError(f"segmentation.batch_size: {seg['batch_size']} is not divisible by {processes} processes")
+
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = launcher
+    cfg.resume = True  # picks up <work-dir>/last_checkpoint when present, starts fresh otherwise
+    cfg.randomness = dict(seed=int(seed), deterministic=False)
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+    for scheduler in cfg.param_scheduler:
+        scheduler.end = iters
+    checkpoint_hook = cfg.default_hooks.checkpoint
+    checkpoint_hook.interval = min(checkpoint_hook.interval, iters)
+    cfg.optim_wrapper.optimizer.lr = float(seg["lr"])
+    cfg.model.data_preprocessor.size = crop
+    cfg.crop_size = crop
+
+    train_loader = cfg.train_dataloader
+    train_loader.batch_size = seg["batch_size"] // processes
+    train_loader.dataset.data_root = str(data)
+    train_loader.dataset.mask_dir = str(Path(masks).resolve())
+    _set_crop(train_loader.dataset.pipeline, crop)
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = str(data)
+        loader.dataset.split = seg["val_split"]
+
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise InputError(f"{weights}: backbone weights file not found")
+        backbone = cfg.model.backbone
+        if backbone.type == "PPCBackbone":
+            backbone.weights = str(weights)
+        else:
+            backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    return cfg
+
+
+def reset_if_stale(work_dir: str | Path, fingerprint: dict[str, Any]) -> None:
+    """Drop the resumable checkpoints of `work_dir` when they came from other settings (params, data, weights).
+
+    Resuming after a kill must continue the same run; after a params change the run starts over.
+    """
+    work_dir = Path(work_dir)
+    marker = work_dir / "ppcseg_run.json"
+    if marker.is_file() and json.loads(marker.read_text()) != fingerprint:
+        stale = [*work_dir.glob("iter_*.pth"), work_dir / "last_checkpoint"]
+        log.warning("train-seg: %s holds checkpoints of other settings; starting over", work_dir)
+        for path in stale:
+            path.unlink(missing_ok=True)
+    write_json(marker, fingerprint)
+
+
+def train(cfg: Config, out: str | Path, config_name: str) -> None:
+    """Run (or resume) mmengine's Runner on `cfg` and export the final weights to `out` (rank 0)."""
+    from mmengine.dist import get_rank
+    from mmengine.runner import Runner, find_latest_checkpoint
+
+    work_dir = Path(cfg.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    trust_checkpoints_under(work_dir)
+    Runner.from_cfg(cfg).train()
+    if get_rank() == 0:
+        last = find_latest_checkpoint(str(work_dir))
+        if last is None:
+            raise InputError(f"{work_dir}: training finished without a checkpoint")
+        export_checkpoint(last, out, cfg, config_name)
+        log.info("train-seg: wrote %s", out)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    seg = params["segmentation"]
+    if not Path(args.masks).is_dir():
+        raise InputError(f"{args.masks}: pseudo-mask folder not found")
+    cfg = build_train_config(
+        seg,
+        params["seed"],
+        data=args.data,
+        masks=args.masks,
+        work_dir=args.work_dir,
+        weights=args.weights,
+        launcher=args.launcher,
+    )
+    fingerprint = {
+        "seed": params["seed"],
+        "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
+        "data": str(Path(args.data).resolve()),
+        "masks": str(Path(args.masks).resolve()),
+        "weights": None if args.weights is None else str(Path(args.weights).resolve()),
+    }
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # before the Runner starts dist
+        reset_if_stale(args.work_dir, fingerprint)
+    if args.weights is None and cfg.model.backbone.get("arch") != "tiny":
+        log.warning("train-seg: no --weights given, the backbone starts from random initialisation")
+    log.info("train-seg: %s, %d iterations, global batch %d", seg["config"], seg["iters"], seg["batch_size"])
+    train(cfg, args.out, seg["config"])

@@ -1,0 +1,46 @@
+"""eval-masks: pseudo-mask mIoU on a hand-made case and through the stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
+from ppcseg.evaluation import masks
+from ppcseg.evaluation.masks import mask_iou
+from ppcseg.utils.errors import InputError
+from tests.refine.helpers import args, default_params, make_voc
+
+
+def test_mask_iou_by_hand():
+    gt = np.array([[0, 0, 1, 1], [0, 255, 1, 1]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1, 1], [0, 1, 255, 1]], dtype=np.uint8)
+    iou = mask_iou([(gt, pred)])
+    # background: TP 2, GT 3, pred 2 (the 255-GT pixel ignored) -> 2 / (3 + 2 - 2).
+    assert iou[0] == pytest.approx(2 / 3)
+    # class 1: TP 3, GT 4, pred 4 (the unlabelled prediction counts as a miss, not as class 1) -> 3 / 5.
+    assert iou[1] == pytest.approx(3 / 5)
+    assert np.isnan(iou[2:]).all()
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    return make_voc(tmp_path_factory.mktemp("voc") / "VOC2012", size=40, train=3, val=1, extra=0)
+
+
+def test_run_perfect_masks_and_missing_mask(voc, tmp_path):
+    pseudo = tmp_path / "masks"
+    for image_id in read_ids(voc, "train"):
+        # The borderless SegmentationClassAug masks are perfect pseudo-masks for the bordered SegmentationClass.
+        save_mask(pseudo / f"{image_id}.png", load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png"))
+    out = tmp_path / "mask.json"
+    masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out)), default_params())
+    row = json.loads(out.read_text())
+    assert row["stage"] == "mask" and row["split"] == "train" and row["mIoU"] == 100.0 and row["n_images"] == 3
+    shutil.rmtree(pseudo)
+    pseudo.mkdir()
+    with pytest.raises(InputError, match=r"masks/.*\.png: mask not found"):
+        masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out)), default_params())

@@ -1,0 +1,157 @@
+"""AffinityNet pairs, labels and loss, train-affinity (exact resume), and the random walk."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
+from ppcseg.refine import random_walk, train_affinity
+from ppcseg.refine.affinity_net import load_affinity_net, pair_indices, pair_offsets, sparse_affinity
+from ppcseg.refine.random_walk import random_walk_mask, walk
+from ppcseg.refine.train_affinity import affinity_loss, affinity_target, pair_labels
+from ppcseg.utils.errors import InputError
+from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+
+torch.set_num_threads(2)
+
+
+def test_pair_offsets_and_indices():
+    offsets = pair_offsets(5)
+    assert len(offsets) == 34 and len(set(offsets)) == 34
+    assert all(dy * dy + dx * dx < 25 and (dy > 0 or dx > 0) for dy, dx in offsets)
+    assert not {(-dy, -dx) for dy, dx in offsets} & set(offsets)
+    h, w = 7, 9
+    src, dst = pair_indices(5, h, w)
+    got = {tuple(sorted(p)) for p in zip(src.tolist(), dst.tolist(), strict=True)}
+    expected = {
+        (i, j) for i in range(h * w) for j in range(i + 1, h * w) if (i // w - j // w) ** 2 + (i % w - j % w) ** 2 < 25
+    }
+    assert got == expected and len(got) == src.numel()
+
+
+def test_walk_equals_dense_matrix_power():
+    torch.manual_seed(0)
+    features = torch.rand(1, 6, 5, 7)
+    affinity, _ = sparse_affinity(features, radius=3, beta=2.0)
+    dense = affinity.to_dense()
+    assert torch.allclose(dense, dense.t()) and torch.all(dense.diagonal() == 1)
+    scores = torch.rand(3, 35)
+    for logt in (0, 2, 6):
+        trans = dense / dense.sum(dim=0, keepdim=True)
+        for _ in range(logt):
+            trans = trans @ trans
+        torch.testing.assert_close(walk(affinity, scores, logt), scores @ trans, rtol=1e-4, atol=1e-6)
+
+
+class TwoRegions(torch.nn.Module):
+    """Hand-made affinity features: the left and right halves of the image are unrelated regions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 8, x.shape[-1] // 8
+        features = torch.zeros(1, 4, h, w)
+        features[:, :, :, w // 2 :] = 5.0
+        return features
+
+
+def test_random_walk_spreads_a_partial_seed_over_its_region():
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    cam = np.zeros((1, 64, 64), dtype=np.float32)
+    cam[0, 8:40, 36:60] = 0.9  # seed covers part of the right region
+    rng = np.random.default_rng(0)
+    cam[0, :, :32][rng.random((64, 32)) < 0.1] = 0.9  # false-positive speckles on the left
+    mask = random_walk_mask(TwoRegions(), image, np.array([5]), cam, beta=8, logt=6, bg_score=0.27, radius=5)
+    assert (mask[:, 36:] == 5).all() and (mask[:, :28] == 0).all()  # bilinear upsampling blurs the 8 px seam
+    seed = np.where(cam[0] > 0.27, 5, 0)
+    assert (seed[:, 32:] == 5).mean() < 0.5 and (seed[:, :32] == 5).any()
+
+
+def test_affinity_target_and_pair_labels():
+    la = np.zeros((16, 16), dtype=np.uint8)
+    ha = np.zeros((16, 16), dtype=np.uint8)
+    la[:8, :8] = 3  # confident class 3 block
+    ha[:8, :] = 3  # ha's larger foreground: the top-right block is uncertain
+    valid = np.ones((16, 16), dtype=bool)
+    valid[8:, 8:] = False  # padding
+    target = affinity_target(la, ha, valid)
+    np.testing.assert_array_equal(target, [[3, 255], [0, 255]])
+    bg, fg, neg = pair_labels(torch.from_numpy(target)[None], *pair_indices(2, 2, 2))
+    # pairs of a 2x2 grid within radius 2: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); only (0,2) is between valid pixels
+    assert bg.sum() == 0 and fg.sum() == 0 and neg.sum() == 1
+    src, dst = pair_indices(2, 2, 2)
+    pos = int(torch.nonzero(neg[0])[0, 0])
+    assert {src[pos].item(), dst[pos].item()} == {0, 2}
+    aff = torch.full((1, src.numel()), 0.5)
+    aff[0, pos] = 0.25
+    loss = affinity_loss(aff, bg, fg, neg)
+    assert loss["bg_loss"] == 0 and loss["fg_loss"] == 0
+    assert loss["neg_loss"].item() == pytest.approx(-np.log(1 + 1e-5 - 0.25) / (1 + 1e-5), rel=1e-5)
+    assert loss["loss"].item() == pytest.approx(loss["neg_loss"].item() / 2)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    root = make_voc(tmp_path_factory.mktemp("voc") / "VOC2012", size=48, train=3, val=1, extra=1)
+    labels = root.parent / "labels"
+    for image_id in read_ids(root, "train_aug"):
+        gt = load_mask(voc_dirs(root)["masks_aug"] / f"{image_id}.png")
+        save_mask(labels / "la" / f"{image_id}.png", gt)
+        save_mask(labels / "ha" / f"{image_id}.png", gt)
+    oracle_cams(root, root.parent / "cams", noise=0.2)
+    return root
+
+
+def _params():
+    return default_params(
+        cam={"backbone": "tiny", "checkpoint_every": 2, "num_workers": 0},
+        affinity={"crop_size": 32, "batch_size": 2, "epochs": 2, "lr": 0.05},
+        random_walk={"logt": 3},
+    )
+
+
+def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path):
+    state = tmp_path / "state"
+    run_args = args(
+        data=str(voc),
+        labels=str(voc.parent / "labels"),
+        out=str(tmp_path / "aff.pt"),
+        loss_csv=str(tmp_path / "loss.csv"),
+        state_dir=str(state),
+        weights=None,
+    )
+    train_affinity.run(run_args, _params())  # 4 steps; state saved at step 2
+    first = load_affinity_net(tmp_path / "aff.pt").state_dict()
+    rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in rows)
+    (tmp_path / "aff.pt").unlink()
+    train_affinity.run(run_args, _params())  # resumes from step 2
+    second = load_affinity_net(tmp_path / "aff.pt").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert list(csv.DictReader(open(tmp_path / "loss.csv"))) == rows
+
+    out = tmp_path / "rw"
+    ids = read_ids(voc, "train_aug")
+    sentinel = np.full((48, 48), 19, dtype=np.uint8)
+    save_mask(out.with_name("rw.partial") / f"{ids[0]}.png", sentinel)
+    rw_args = args(data=str(voc), cams=str(voc.parent / "cams"), checkpoint=str(tmp_path / "aff.pt"), out=str(out))
+    random_walk.run(rw_args, _params())
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
+    np.testing.assert_array_equal(load_mask(out / f"{ids[0]}.png"), sentinel)
+    for image_id in ids[1:]:
+        assert load_mask(out / f"{image_id}.png").shape == (48, 48)
+
+
+def test_train_affinity_needs_labels(voc, tmp_path):
+    run_args = args(
+        data=str(voc),
+        labels=str(tmp_path / "none"),
+        out=str(tmp_path / "a.pt"),
+        loss_csv=str(tmp_path / "l.csv"),
+        state_dir=str(tmp_path / "s"),
+        weights=None,
+    )
+    with pytest.raises(InputError, match="none: no la/ha affinity labels"):
+        train_affinity.run(run_args, _params())

@@ -1,0 +1,134 @@
+"""affinity-labels and crf-masks: CRF maps on hand-made inputs, the stages' outputs and resumability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ppcseg.cam.infer import save_cams
+from ppcseg.data.voc import load_mask, read_class_labels, read_ids, save_mask, voc_dirs
+from ppcseg.refine import affinity_labels, crf_masks
+from ppcseg.refine.affinity_labels import alpha_label_map, background_argmax
+from ppcseg.refine.crf_masks import crf_mask
+from ppcseg.utils.errors import InputError
+from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+
+
+def _scene(size: int = 48):
+    """A red square (class 7) on a grey background, and its mask."""
+    image = np.full((size, size, 3), 120, dtype=np.uint8)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[12:36, 10:30] = 7
+    image[mask == 7] = (220, 30, 30)
+    return image, mask
+
+
+def _iou(pred: np.ndarray, gt: np.ndarray, cls: int = 7) -> float:
+    return float(((pred == cls) & (gt == cls)).sum() / ((pred == cls) | (gt == cls)).sum())
+
+
+def _noisy_cam(mask: np.ndarray) -> np.ndarray:
+    """Foreground 0.8 with 15% holes, background 0.05 with 10% false-positive speckles of 0.9."""
+    rng = np.random.default_rng(0)
+    cam = np.where(mask == 7, 0.8, 0.05)
+    cam[(mask == 7) & (rng.random(mask.shape) < 0.15)] = 0.05
+    cam[(mask == 0) & (rng.random(mask.shape) < 0.10)] = 0.9
+    return cam[None].astype(np.float32)
+
+
+def test_background_argmax_by_alpha():
+    cams = np.array([[[0.9, 0.5, 0.1]], [[0.2, 0.6, 0.0]]], dtype=np.float32)
+    # max 0.9 / 0.6 / 0.1 -> bg (0.1)^a, (0.4)^a, (0.9)^a
+    np.testing.assert_array_equal(background_argmax(np.array([3, 5]), cams, 1), [[3, 5, 0]])
+    np.testing.assert_array_equal(background_argmax(np.array([3, 5]), cams, 0.1), [[3, 0, 0]])
+    assert not background_argmax(np.array([], np.int64), np.zeros((0, 1, 3), np.float32), 4).any()
+
+
+def test_clean_mask_survives_both_crfs():
+    image, mask = _scene()
+    cam = np.where(mask == 7, 1.0, 0.0)[None].astype(np.float32)
+    crf = default_params()["affinity"]["crf"]
+    for alpha in (4, 24):
+        np.testing.assert_array_equal(alpha_label_map(image, np.array([7]), cam, alpha, crf), mask)
+    np.testing.assert_array_equal(crf_mask(image, np.array([7]), cam, default_params()["crf_masks"]), mask)
+
+
+def test_noisy_seed_is_improved_by_both_crfs():
+    image, mask = _scene()
+    cam = _noisy_cam(mask)
+    seed = background_argmax(np.array([7]), cam, 8)
+    crf = default_params()["affinity"]["crf"]
+    before = _iou(seed, mask)
+    hard = alpha_label_map(image, np.array([7]), cam, 8, crf)
+    soft = crf_mask(image, np.array([7]), cam, default_params()["crf_masks"])
+    assert before < 0.75
+    # The hard-label CRF (gt_prob 0.7) cleans everything; the soft one keeps some confident (0.9) speckles.
+    assert _iou(hard, mask) > 0.95 and _iou(soft, mask) > before + 0.08
+
+
+def test_crf_mask_maps_labels_to_voc_indices():
+    image, mask = _scene()
+    two = mask.copy()
+    two[30:44, 34:46] = 12
+    image[two == 12] = (30, 30, 220)
+    cams = np.stack([two == 7, two == 12]).astype(np.float32)
+    out = crf_mask(image, np.array([7, 12]), cams, default_params()["crf_masks"])
+    assert set(np.unique(out)) == {0, 7, 12} and _iou(out, two, 12) > 0.9
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    root = make_voc(tmp_path_factory.mktemp("voc") / "VOC2012", size=40, train=3, val=1, extra=2)
+    oracle_cams(root, root.parent / "cams", noise=0.1)
+    return root
+
+
+def test_affinity_labels_stage_resumes_in_parallel(voc, tmp_path):
+    out = tmp_path / "labels"
+    ids = read_ids(voc, "train_aug")
+    partial = out.with_name("labels.partial")
+    sentinel = np.full((40, 40), 19, dtype=np.uint8)
+    for sub in ("la", "ha"):
+        save_mask(partial / sub / f"{ids[0]}.png", sentinel)
+    save_mask(partial / "la" / f"{ids[1]}.png", sentinel)  # half-done image: redone
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    run_args.threads = 2
+    affinity_labels.run(run_args, default_params())
+    assert not partial.exists()
+    for sub in ("la", "ha"):
+        assert sorted(p.stem for p in (out / sub).glob("*.png")) == sorted(ids)
+    np.testing.assert_array_equal(load_mask(out / "la" / f"{ids[0]}.png"), sentinel)
+    labels = read_class_labels(voc)
+    for image_id in ids[1:]:
+        la, ha = load_mask(out / "la" / f"{image_id}.png"), load_mask(out / "ha" / f"{image_id}.png")
+        gt = load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png")
+        assert set(np.unique(la)) <= {0, *labels[image_id]}
+        # A high alpha lowers the background score: ha's foreground covers la's.
+        assert ((la > 0) <= (ha > 0)).mean() > 0.99 and (la == gt).mean() > 0.9
+
+
+def test_crf_masks_stage_resumes(voc, tmp_path):
+    out = tmp_path / "crf"
+    ids = read_ids(voc, "train_aug")
+    sentinel = np.full((40, 40), 19, dtype=np.uint8)
+    save_mask(out.with_name("crf.partial") / f"{ids[-1]}.png", sentinel)
+    crf_masks.run(args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out)), default_params())
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
+    np.testing.assert_array_equal(load_mask(out / f"{ids[-1]}.png"), sentinel)
+    for image_id in ids[:-1]:
+        gt = load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png")
+        assert (load_mask(out / f"{image_id}.png") == gt).mean() > 0.9
+        assert Image.open(out / f"{image_id}.png").mode == "P"
+
+
+def test_stage_names_a_cam_for_an_absent_class(voc, tmp_path):
+    import shutil
+
+    cams = tmp_path / "cams"
+    shutil.copytree(voc.parent / "cams", cams)
+    image_id = read_ids(voc, "train_aug")[0]
+    absent = next(c for c in range(1, 21) if c not in read_class_labels(voc)[image_id])
+    save_cams(cams / f"{image_id}.npz", [absent], np.zeros((1, 40, 40)))
+    with pytest.raises(InputError, match=rf"{image_id}\.npz: CAM for class"):
+        crf_masks.run(args(data=str(voc), cams=str(cams), out=str(tmp_path / "o")), default_params())

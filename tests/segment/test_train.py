@@ -1,0 +1,224 @@
+"""Real training through mmengine's Runner on a tiny VOC folder: CLI, determinism, resume after a crash, evaluation
+under both test protocols, and export of palette PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from PIL import Image
+
+from ppcseg.cli import main
+from ppcseg.config import REPO_ROOT, load_params
+from ppcseg.data.voc import read_ids, save_mask
+from ppcseg.segment.train import build_train_config, train
+from ppcseg.utils.checkpoint import load_checkpoint
+
+ITERS = 4
+OVERLAY = f"""
+segmentation:
+  config: deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py
+  iters: {ITERS}
+  batch_size: 2
+  crop_size: 48
+  lr: 0.01
+  test:
+    scales: [0.75, 1.0]
+"""
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@HOOKS.register_module(force=True)
+class CrashAfterIter(Hook):
+    priority = "LOWEST"  # after the CheckpointHook has saved this iteration
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.iter + 1 == self.at:  # runner.iter is still the 0-based index of the finished iteration
+            raise Crash(f"simulated kill after iteration {self.at}")
+
+
+TRAINED_ITERS: list[int] = []
+
+
+@HOOKS.register_module(force=True)
+class RecordIters(Hook):
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        TRAINED_ITERS.append(runner.iter)
+
+
+@pytest.fixture(scope="module")
+def params_files(tmp_path_factory) -> list[str]:
+    overlay = tmp_path_factory.mktemp("params") / "test.yaml"
+    overlay.write_text(OVERLAY)
+    return [str(REPO_ROOT / "params.yaml"), str(REPO_ROOT / "config" / "demo.yaml"), str(overlay)]
+
+
+def _params_args(files: list[str]) -> list[str]:
+    return [arg for path in files for arg in ("--params", path)]
+
+
+def _train_cli(voc_root: Path, files: list[str], work: Path, out: Path) -> int:
+    return main(
+        [
+            "train-seg",
+            *_params_args(files),
+            "--threads",
+            "2",
+            "--data",
+            str(voc_root),
+            "--masks",
+            str(voc_root / "pseudo"),
+            "--work-dir",
+            str(work),
+            "--out",
+            str(out),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(voc_root, params_files, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("train")
+    assert _train_cli(voc_root, params_files, base / "work", base / "seg.pt") == 0
+    return base / "seg.pt"
+
+
+def test_train_cli_writes_a_weights_only_checkpoint(trained):
+    ckpt = load_checkpoint(trained, expect={"kind": "mmseg-segmentor"})
+    assert ckpt["meta"]["iter"] == ITERS
+    assert ckpt["meta"]["config_name"] == "deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py"
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
+    assert ckpt["meta"]["model"]["data_preprocessor"]["size"] == [48, 48]
+
+
+def test_training_is_deterministic_on_cpu(voc_root, params_files, trained, tmp_path):
+    assert _train_cli(voc_root, params_files, tmp_path / "work", tmp_path / "again.pt") == 0
+    first = load_checkpoint(trained)["state_dict"]
+    second = load_checkpoint(tmp_path / "again.pt")["state_dict"]
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, params_files, tmp_path):
+    seg = load_params(params_files)["segmentation"]
+    work, out = tmp_path / "work", tmp_path / "seg.pt"
+
+    def config(extra_hooks: list[dict]):
+        cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=work)
+        cfg.default_hooks.checkpoint.interval = 2
+        cfg.custom_hooks = [dict(type="RecordIters"), *extra_hooks]
+        return cfg
+
+    TRAINED_ITERS.clear()
+    with pytest.raises(Crash):
+        train(config([dict(type="CrashAfterIter", at=2)]), out, seg["config"])
+    assert TRAINED_ITERS == [0, 1] and not out.exists()
+    assert (work / "iter_2.pth").is_file()
+
+    TRAINED_ITERS.clear()
+    train(config([]), out, seg["config"])
+    assert TRAINED_ITERS == [2, 3]  # iterations 0 and 1 were not redone
+    assert load_checkpoint(out)["meta"]["iter"] == ITERS
+
+
+@pytest.mark.parametrize("protocol,stage", [("single", "segmentation"), ("msf-crf", "segmentation-msf-crf")])
+def test_eval_cli(voc_root, params_files, trained, tmp_path, protocol, stage):
+    out = tmp_path / "metrics.json"
+    args = ["eval-seg", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
+    assert main([*args, "--protocol", protocol, "--out-metrics", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["stage"] == stage and row["split"] == "val" and row["n_images"] == len(read_ids(voc_root, "val"))
+    assert 0 <= row["mIoU"] <= 100 and row["iou"]["background"] is not None
+    assert row["settings"]["crf"] is (protocol == "msf-crf")
+    if protocol == "msf-crf":
+        assert row["settings"]["scales"] == [0.75, 1.0] and row["settings"]["flip"] is True
+
+
+def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path):
+    out = tmp_path / "pred"
+    ids = read_ids(voc_root, "val")
+    done_before_kill = np.full((3, 3), 7, np.uint8)  # a marker: a resumed run must keep finished images
+    save_mask(tmp_path / "pred.partial" / f"{ids[0]}.png", done_before_kill)
+    args = ["export-predictions", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
+    assert main([*args, "--split", "val", "--out", str(out), "--protocol", "single"]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
+    assert not (tmp_path / "pred.partial").exists()
+    assert np.array_equal(np.asarray(Image.open(out / f"{ids[0]}.png")), done_before_kill)
+    for image_id in ids[1:]:
+        with Image.open(out / f"{image_id}.png") as mask, Image.open(voc_root / "JPEGImages" / f"{image_id}.jpg") as im:
+            assert mask.mode == "P" and mask.size == im.size
+            assert np.asarray(mask).max() <= 20
+
+
+def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for image_id in read_ids(voc_root, "train_aug")[1:]:
+        (masks / f"{image_id}.png").write_bytes((voc_root / "pseudo" / f"{image_id}.png").read_bytes())
+    missing = read_ids(voc_root, "train_aug")[0]
+    args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks)]
+    code = main(["train-seg", *args, "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "o.pt")])
+    assert code == 2
+    assert not (tmp_path / "o.pt").exists()
+    assert f"{masks / missing}.png: listed in split 'train_aug' but missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("launcher,env", [("pytorch", "WORLD_SIZE"), ("slurm", "SLURM_NTASKS")])
+def test_global_batch_is_split_over_processes(voc_root, params_files, tmp_path, monkeypatch, launcher, env):
+    from ppcseg.utils.errors import InputError
+
+    seg = {**load_params(params_files)["segmentation"], "batch_size": 10}
+    paths = dict(data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
+    monkeypatch.setenv(env, "2")
+    cfg = build_train_config(seg, 0, launcher=launcher, **paths)
+    assert cfg.train_dataloader.batch_size == 5 and cfg.launcher == launcher
+    assert build_train_config(seg, 0, **paths).train_dataloader.batch_size == 10  # launcher none: one process
+    monkeypatch.setenv(env, "4")
+    with pytest.raises(InputError, match="segmentation.batch_size"):
+        build_train_config(seg, 0, launcher=launcher, **paths)
+
+
+def test_params_override_the_config(voc_root, params_files, tmp_path):
+    seg = load_params(params_files)["segmentation"]
+    weights = tmp_path / "tiny.pth"
+    weights.write_bytes(b"")
+    cfg = build_train_config(seg, 7, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path, weights=weights)
+    assert cfg.train_cfg.max_iters == ITERS and cfg.param_scheduler[0].end == ITERS
+    assert cfg.optim_wrapper.optimizer.lr == 0.01 and cfg.randomness.seed == 7
+    assert cfg.model.data_preprocessor.size == (48, 48)
+    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == "RandomCrop"][0]
+    assert tuple(crop.crop_size) == (48, 48)
+    assert cfg.model.backbone.weights == str(weights)  # project backbones load --weights themselves
+    assert cfg.val_dataloader.dataset.split == "val" and cfg.val_dataloader.dataset.mask_dir == "SegmentationClass"
+
+
+def test_mmseg_backbones_get_a_local_pretrained_init(voc_root, params_files, tmp_path):
+    seg = {**load_params(params_files)["segmentation"], "config": "deeplabv2_r101_1xb10-20k_voc12pseudo-448x448.py"}
+    weights = tmp_path / "resnet101.pth"
+    weights.write_bytes(b"")
+    cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path, weights=weights)
+    assert cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(weights))
+    assert "pretrained" not in cfg.model or cfg.model.pretrained is None  # nothing is downloaded
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
+    from ppcseg.segment.train import reset_if_stale
+
+    (tmp_path / "iter_2.pth").write_bytes(b"x")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_2.pth"))
+    reset_if_stale(tmp_path, {"lr": 0.01})
+    reset_if_stale(tmp_path, {"lr": 0.01})  # same settings: a resume keeps them
+    assert (tmp_path / "iter_2.pth").exists() and (tmp_path / "last_checkpoint").exists()
+    reset_if_stale(tmp_path, {"lr": 0.02})
+    assert not (tmp_path / "iter_2.pth").exists() and not (tmp_path / "last_checkpoint").exists()
