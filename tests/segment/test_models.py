@@ -103,7 +103,7 @@ def test_deeplab_parameter_groups():
     wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type=constructor, optim_wrapper_cfg=wrapper_cfg))(model)
     lr, wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
     groups = {(g["lr"] / lr, g["weight_decay"]): g["params"] for g in wrapper.optimizer.param_groups}
-    assert set(groups) == {(1.0, wd), (10.0, wd), (20.0, 0.0)}  # the tiny backbone's convs have no bias
+    assert set(groups) == {(1.0, wd), (2.0, 0.0), (10.0, wd), (20.0, 0.0)}
     optimised = {id(p) for params in groups.values() for p in params}
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert optimised == {id(p) for m in convs for p in m.parameters()}
