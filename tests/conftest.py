@@ -1,6 +1,21 @@
-"""Shared test setup: keep torch to few threads (the CI machine has 2 cores)."""
+"""Shared test setup: few torch threads (the CI machine has 2 cores) and the one uninterrupted demo run."""
 
 import os
+import time
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MKL_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One uninterrupted demo run through Snakemake in a scratch copy: (repo, completed process)."""
+    from tests.workflow.helpers import DEMO, DEMO_TARGETS, scratch_repo, snakemake
+
+    repo = scratch_repo(tmp_path_factory.mktemp("demo"))
+    start = time.monotonic()
+    proc = snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO, timeout=1500)
+    print(f"demo pipeline: {time.monotonic() - start:.0f} s")
+    return repo, proc

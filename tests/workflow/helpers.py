@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEMO_TARGETS = ["results/voc_miou.csv", "results/report.html"]
+DEMO = ["--configfile", "config/demo.yaml"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "ppcseg tests",
     "GIT_AUTHOR_EMAIL": "tests@ppcseg.invalid",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,9 @@ import pytest
 
 from ppcseg.data.voc import CLASSES, load_mask, read_ids, voc_dirs
 from ppcseg.evaluation.miou import ConfusionMatrix
-from tests.workflow.helpers import BIN, DEMO_TARGETS, REPO, run, scratch_repo, snakemake
+from tests.workflow.helpers import BIN, DEMO, DEMO_TARGETS, REPO, run, scratch_repo, snakemake
 
 pytestmark = pytest.mark.workflow
-DEMO = ["--configfile", "config/demo.yaml"]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """One full demo run in a scratch copy; per-rule times come from Snakemake's benchmark-free log order."""
-    repo = scratch_repo(tmp_path_factory.mktemp("demo"))
-    start = time.monotonic()
-    proc = snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO, timeout=1500)
-    print(f"demo pipeline: {time.monotonic() - start:.0f} s")
-    return repo, proc
 
 
 def read_rows(path: Path) -> dict[str, dict[str, str]]:

@@ -5,27 +5,36 @@ CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrai
 
 rule train_cam:
     input:
-        code("cam/train.py", "cam/augment.py", "models", "losses", "utils/distributed.py"),
+        code(
+            "cam/train.py",
+            "cam/augment.py",
+            "models",
+            "losses",
+            "utils/distributed.py",
+        ),
         data=ROOT,
         weights=CAM_WEIGHTS,
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
     output:
         checkpoint="work/cam/checkpoint.pt",
         loss="results/train_cam_loss.csv",
-    params:
-        settings=settings("seed", "cam"),
-        weights=opt_flag("--weights", CAM_WEIGHTS),
-        saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
-        launch=lambda wildcards, resources: launcher(resources),
+    log:
+        "logs/train_cam.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=scaled(32000, 2000),
         runtime=scaled(1440, 30),
-    log:
-        "logs/train_cam.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("seed", "cam"),
+        weights=opt_flag("--weights", CAM_WEIGHTS),
+        saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
+        launch=lambda wildcards, resources: launcher(resources),
     shell:
-        "{params.launch} train-cam {PARAMS_ARGS} --threads {threads} --data {input.data} {params.weights} "
+        "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data} {params.weights} "
         "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
 
 
@@ -36,17 +45,20 @@ rule infer_cam:
         checkpoint="work/cam/checkpoint.pt",
     output:
         directory("work/cam/cams"),
-    params:
-        settings=settings("infer_cam"),
+    log:
+        "logs/infer_cam.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
-    log:
-        "logs/infer_cam.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("infer_cam"),
     shell:
-        "ppcseg infer-cam {PARAMS_ARGS} --threads {threads} --data {input.data} "
+        "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data} "
         "--checkpoint {input.checkpoint} --out {output} --log {log}"
 
 
@@ -58,14 +70,17 @@ rule eval_seeds:
     output:
         metrics="results/metrics/seed.json",
         curve="results/seed_threshold_curve.csv",
-    params:
-        settings=settings("seeds"),
+    log:
+        "logs/eval_seeds.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 1
     resources:
         mem_mb=scaled(8000, 1000),
         runtime=scaled(120, 10),
-    log:
-        "logs/eval_seeds.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("seeds"),
     shell:
-        "ppcseg eval-seeds {PARAMS_ARGS} --data {input.data} --cams {input.cams} "
+        "ppcseg eval-seeds {params.params_files} --data {input.data} --cams {input.cams} "
         "--out-metrics {output.metrics} --out-curve {output.curve} --log {log}"

@@ -10,7 +10,9 @@ from ppcseg.utils.errors import ParamsError
 
 # params.yaml first, then the overlays given with --configfile, exactly as Snakemake merged them into `config`.
 PARAMS_FILES = ["params.yaml"] + [
-    os.path.relpath(f) for f in workflow.overwrite_configfiles if Path(f).resolve() != Path("params.yaml").resolve()
+    os.path.relpath(f)
+    for f in workflow.overwrite_configfiles
+    if Path(f).resolve() != Path("params.yaml").resolve()
 ]
 try:
     _validated = load_params(PARAMS_FILES)
@@ -25,7 +27,15 @@ if _validated != config:
 PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAMS_FILES)
 
 # Jobs run `ppcseg` from the interpreter that runs Snakemake, activated or not.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+envvars:
+    "PATH",
+
+
+os.environ["PATH"] = (
+    os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+)
 
 ROOT = config["data"]["root"]
 METHOD = config["cam"]["method"]
@@ -41,7 +51,7 @@ def lookup(key):
 
 
 def settings(*keys):
-    """The params keys (dotted) a stage reads, as a rule param: Snakemake re-runs the job when they change.
+    """The params keys (dotted) a stage reads; as a param of its rule, Snakemake re-runs the job when they change.
 
     export-dvc turns the same keys into the DVC stage's `params:`.
     """
@@ -61,7 +71,11 @@ def backbone_weights(backbone, pretrained=True):
     """Pretrained weights of a backbone: ImageNet from the download stage, or (tiny) from pretrain_backbone."""
     if not pretrained:
         return []
-    return [{"resnet38": "data/weights/resnet38.params"}.get(backbone, f"data/weights/{backbone}.pth")]
+    return [
+        {"resnet38": "data/weights/resnet38.params"}.get(
+            backbone, f"data/weights/{backbone}.pth"
+        )
+    ]
 
 
 def seg_backbone():

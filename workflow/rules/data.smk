@@ -16,12 +16,15 @@ if SYNTHETIC:
             code("data/synthetic.py"),
         output:
             directory(ROOT),
-        params:
-            settings=settings("data.root", "data.synthetic"),
         log:
             "logs/make_synthetic_voc.log",
+        conda:
+            "../../envs/ppcseg.yaml"
+        params:
+            params_files=PARAMS_ARGS,
+            settings=settings("data.root", "data.synthetic"),
         shell:
-            "ppcseg make-synthetic-voc {PARAMS_ARGS} --out {output} --log {log}"
+            "ppcseg make-synthetic-voc {params.params_files} --out {output} --log {log}"
 
     rule pretrain_backbone:
         input:
@@ -29,17 +32,22 @@ if SYNTHETIC:
             data=ROOT,
         output:
             "data/weights/tiny.pth",
-        params:
-            settings=settings("seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size"),
+        log:
+            "logs/pretrain_backbone.log",
+        conda:
+            "../../envs/ppcseg.yaml"
         threads: 2
         resources:
             gpu=1,
             mem_mb=2000,
             runtime=30,
-        log:
-            "logs/pretrain_backbone.log",
+        params:
+            params_files=PARAMS_ARGS,
+            settings=settings(
+                "seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size"
+            ),
         shell:
-            "ppcseg pretrain-backbone {PARAMS_ARGS} --threads {threads} --data {input.data} --out {output} "
+            "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data} --out {output} "
             "--log {log}"
 
 else:
@@ -51,12 +59,15 @@ else:
             sbd=DOWNLOADS["sbd"],
         output:
             directory(ROOT),
-        params:
-            settings=settings("data.root", "data.sources.voc", "data.sources.sbd"),
         log:
             "logs/prepare_voc.log",
+        conda:
+            "../../envs/ppcseg.yaml"
+        params:
+            params_files=PARAMS_ARGS,
+            settings=settings("data.root", "data.sources.voc", "data.sources.sbd"),
         shell:
-            "ppcseg prepare-voc {PARAMS_ARGS} --voc-archive {input.voc} --sbd-archive {input.sbd} "
+            "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc} --sbd-archive {input.sbd} "
             "--out {output} --expect-full --log {log}"
 
     rule prepare_saliency:
@@ -65,12 +76,15 @@ else:
             archive=DOWNLOADS["saliency"],
         output:
             directory(SALIENCY),
-        params:
-            settings=settings("data.sources.saliency"),
         log:
             "logs/prepare_saliency.log",
+        conda:
+            "../../envs/ppcseg.yaml"
+        params:
+            params_files=PARAMS_ARGS,
+            settings=settings("data.sources.saliency"),
         shell:
-            "ppcseg prepare-saliency {PARAMS_ARGS} --archive {input.archive} --out {output} --log {log}"
+            "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log {log}"
 
 
 for _source, _path in DOWNLOADS.items():
@@ -78,15 +92,18 @@ for _source, _path in DOWNLOADS.items():
     rule:
         name:
             f"download_{_source}"
-        localrule: True
         input:
             code("data/download.py"),
         output:
             _path,
-        params:
-            source=_source,
-            settings=settings(f"data.sources.{_source}"),
         log:
             f"logs/download_{_source}.log",
+        localrule: True
+        conda:
+            "../../envs/ppcseg.yaml"
+        params:
+            params_files=PARAMS_ARGS,
+            source=_source,
+            settings=settings(f"data.sources.{_source}"),
         shell:
-            "ppcseg download {PARAMS_ARGS} --source {params.source} --out {output} --log {log}"
+            "ppcseg download {params.params_files} --source {params.source} --out {output} --log {log}"

@@ -10,20 +10,25 @@ rule affinity_labels:
         cams="work/cam/cams",
     output:
         directory("work/affinity/labels"),
-    params:
-        settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
+    log:
+        "logs/affinity_labels.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 8
     resources:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
-    log:
-        "logs/affinity_labels.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
     shell:
-        "ppcseg affinity-labels {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--out {output} --log {log}"
 
 
-AFFINITY_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrained"])
+AFFINITY_WEIGHTS = backbone_weights(
+    config["cam"]["backbone"], config["cam"]["pretrained"]
+)
 
 
 rule train_affinity:
@@ -35,18 +40,21 @@ rule train_affinity:
     output:
         checkpoint="work/affinity/checkpoint.pt",
         loss="results/train_affinity_loss.csv",
-    params:
-        settings=settings("seed", "cam.backbone", "affinity"),
-        weights=opt_flag("--weights", AFFINITY_WEIGHTS),
+    log:
+        "logs/train_affinity.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=scaled(32000, 2000),
         runtime=scaled(1440, 30),
-    log:
-        "logs/train_affinity.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("seed", "cam.backbone", "affinity"),
+        weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
-        "ppcseg train-affinity {PARAMS_ARGS} --threads {threads} --data {input.data} --labels {input.labels} "
+        "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data} --labels {input.labels} "
         "{params.weights} --state-dir work/affinity/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
 
 
@@ -58,17 +66,20 @@ rule random_walk:
         checkpoint="work/affinity/checkpoint.pt",
     output:
         directory("work/masks/random_walk"),
-    params:
-        settings=settings("random_walk"),
+    log:
+        "logs/random_walk.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
-    log:
-        "logs/random_walk.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("random_walk"),
     shell:
-        "ppcseg random-walk {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--checkpoint {input.checkpoint} --out {output} --log {log}"
 
 
@@ -79,16 +90,19 @@ rule crf_masks:
         cams="work/cam/cams",
     output:
         directory("work/masks/crf"),
-    params:
-        settings=settings("crf_masks"),
+    log:
+        "logs/crf_masks.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 8
     resources:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
-    log:
-        "logs/crf_masks.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("crf_masks"),
     shell:
-        "ppcseg crf-masks {PARAMS_ARGS} --threads {threads} --data {input.data} --cams {input.cams} "
+        "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--out {output} --log {log}"
 
 
@@ -99,13 +113,16 @@ rule eval_masks:
         masks=MASKS,
     output:
         "results/metrics/mask.json",
-    params:
-        settings=settings("masks"),
+    log:
+        "logs/eval_masks.log",
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 1
     resources:
         mem_mb=scaled(8000, 1000),
         runtime=scaled(60, 10),
-    log:
-        "logs/eval_masks.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("masks"),
     shell:
-        "ppcseg eval-masks {PARAMS_ARGS} --data {input.data} --masks {input.masks} --out-metrics {output} --log {log}"
+        "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log {log}"

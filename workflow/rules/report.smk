@@ -15,11 +15,15 @@ rule collect_results:
     output:
         csv="results/voc_miou.csv",
         json="results/metrics.json",
-    localrule: True
     log:
         "logs/collect_results.log",
+    localrule: True
+    conda:
+        "../../envs/ppcseg.yaml"
+    params:
+        params_files=PARAMS_ARGS,
     shell:
-        "ppcseg collect-results {PARAMS_ARGS} --rows {input.rows} --csv {output.csv} --json {output.json} --log {log}"
+        "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log {log}"
 
 
 rule report:
@@ -33,11 +37,14 @@ rule report:
         curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"],
     output:
         "results/report.html",
-    params:
-        settings=settings("report"),
-    localrule: True
     log:
         "logs/report.log",
+    localrule: True
+    conda:
+        "../../envs/ppcseg.yaml"
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("report"),
     shell:
-        "ppcseg report {PARAMS_ARGS} --data {input.data} --csv {input.csv} --cams {input.cams} "
+        "ppcseg report {params.params_files} --data {input.data} --csv {input.csv} --cams {input.cams} "
         "--masks {input.masks} --checkpoint {input.checkpoint} --out {output} --log {log}"

@@ -11,22 +11,25 @@ rule train_seg:
         weights=SEG_WEIGHTS,
     output:
         "work/seg/checkpoint.pth",
+    log:
+        "logs/train_seg.log",
+    conda:
+        "../../envs/ppcseg.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(32000, 3000),
+        runtime=scaled(1440, 30),
     params:
+        params_files=PARAMS_ARGS,
         settings=settings("seed", "segmentation"),
         weights=opt_flag("--weights", SEG_WEIGHTS),
         launch=lambda wildcards, resources: launcher(resources),
         launcher_flag=lambda wildcards, resources: (
             "--launcher pytorch" if int(resources.get("gpu", 0) or 0) > 1 else ""
         ),
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=scaled(32000, 3000),
-        runtime=scaled(1440, 30),
-    log:
-        "logs/train_seg.log",
     shell:
-        "{params.launch} train-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --masks {input.masks} "
+        "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data} --masks {input.masks} "
         "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output} --log {log}"
 
 
@@ -37,17 +40,20 @@ rule eval_seg:
         checkpoint="work/seg/checkpoint.pth",
     output:
         "results/metrics/segmentation_{protocol}.json",
+    log:
+        "logs/eval_seg_{protocol}.log",
     wildcard_constraints:
         protocol="single|msf-crf",
-    params:
-        settings=settings("segmentation"),
+    conda:
+        "../../envs/ppcseg.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=scaled(16000, 3000),
         runtime=scaled(240, 30),
-    log:
-        "logs/eval_seg_{protocol}.log",
+    params:
+        params_files=PARAMS_ARGS,
+        settings=settings("segmentation"),
     shell:
-        "ppcseg eval-seg {PARAMS_ARGS} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
+        "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
         "--protocol {wildcards.protocol} --out-metrics {output} --log {log}"

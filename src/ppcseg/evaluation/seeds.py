@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ppcseg.cam.infer import load_cams
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
@@ -95,13 +96,34 @@ def sweep_confusion(
     return conf
 
 
+def image_size(root: Path, image_id: str) -> tuple[int, int]:
+    """(H, W) of an image from its header alone."""
+    path = voc_dirs(root)["images"] / f"{image_id}.jpg"
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, SyntaxError) as err:
+        raise InputError(f"{path}: cannot read image ({err})") from err
+
+
+def check_labels_match_mask(root: Path, image_id: str, classes: list[int], gt: np.ndarray) -> None:
+    """The image-level labels must name exactly the classes of the ground-truth mask."""
+    in_mask = sorted(int(c) for c in np.unique(gt) if 0 < c < NUM_CLASSES)
+    if in_mask != sorted(classes):
+        raise InputError(
+            f"{voc_dirs(root)['labels']}: labels of '{image_id}' are {sorted(classes)} but its mask "
+            f"{voc_dirs(root)['masks'] / (image_id + '.png')} holds classes {in_mask}"
+        )
+
+
 def _dataset(root: Path, cams_dir: Path, ids: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     labels = read_class_labels(root)
     masks_dir = voc_dirs(root)["masks"]
     for image_id in progress(ids, desc="eval-seeds"):
         if image_id not in labels:
             raise InputError(f"{voc_dirs(root)['labels']}: no image-level labels for '{image_id}'")
-        gt = load_mask(masks_dir / f"{image_id}.png")
+        gt = load_mask(masks_dir / f"{image_id}.png", expected_shape=image_size(root, image_id))
+        check_labels_match_mask(root, image_id, labels[image_id], gt)
         classes, cams = load_cams(cams_dir, image_id, labels[image_id], gt.shape)
         yield gt, classes, cams
 

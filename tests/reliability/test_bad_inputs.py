@@ -1,0 +1,264 @@
+"""The bad-input corpus: each broken input gives one clear message naming the file or key, exit status 2 and no
+partial output. Stages are run through the real CLI entry point (`ppcseg.cli.main`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from ppcseg.cli import main
+from ppcseg.config import REPO_ROOT
+from ppcseg.data.synthetic import make_synthetic_voc
+from ppcseg.data.voc import read_ids, save_mask, voc_dirs
+from ppcseg.models.cam_net import build_cam_net
+from ppcseg.utils.checkpoint import save_checkpoint
+
+PARAMS = str(REPO_ROOT / "params.yaml")
+TINY_CAM = {
+    "backbone": "tiny",
+    "pretrained": False,
+    "crop_size": 64,
+    "view2_size": 32,
+    "resize_long": [64, 80],
+    "batch_size": 4,
+    "max_steps": 4,
+    "num_workers": 0,
+    "checkpoint_every": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small valid dataset, a tiny CAM checkpoint and its CAMs; each test breaks a copy of one piece."""
+    base = tmp_path_factory.mktemp("corpus")
+    root = base / "VOC2012"
+    make_synthetic_voc(
+        root, seed=3, image_size=64, num_train=6, num_val=4, num_train_aug_extra=2, min_classes=1, max_classes=2
+    )
+    overlay = base / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"cam": TINY_CAM, "infer_cam": {"scales": [1.0], "flip": False}}))
+    torch.manual_seed(0)
+    net = build_cam_net(yaml.safe_load(open(PARAMS))["cam"] | TINY_CAM, None)
+    save_checkpoint(base / "cam.pt", {"model": net.state_dict()}, net.meta)
+    assert cli("infer-cam", overlay, "--data", root, "--checkpoint", base / "cam.pt", "--out", base / "cams")[0] == 0
+    return base, root, overlay
+
+
+def cli(stage: str, overlay: Path | None, *args) -> tuple[int, str]:
+    """Run a stage in-process; return (exit status, what it printed to stderr)."""
+    import io
+
+    err = io.StringIO()
+    params = ["--params", PARAMS] + (["--params", str(overlay)] if overlay else [])
+    with contextlib.redirect_stderr(err):
+        status = main([stage, *params, *map(str, args)])
+    return status, err.getvalue()
+
+
+def copy_root(corpus, tmp_path) -> Path:
+    _, root, _ = corpus
+    dest = tmp_path / "VOC2012"
+    shutil.copytree(root, dest)
+    return dest
+
+
+def assert_clear_failure(status: int, stderr: str, *needles: str) -> None:
+    assert status == 2, stderr
+    lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, stderr  # one message, no traceback
+    print(f"\nMESSAGE {lines[0]}")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def eval_seeds(root: Path, cams: Path, out: Path) -> tuple[int, str]:
+    return cli(
+        "eval-seeds",
+        None,
+        "--data",
+        root,
+        "--cams",
+        cams,
+        "--out-metrics",
+        out / "seed.json",
+        "--out-curve",
+        out / "curve.csv",
+    )
+
+
+def test_truncated_jpeg(corpus, tmp_path):
+    base, _, overlay = corpus
+    root = copy_root(corpus, tmp_path)
+    image_id = read_ids(root, "train")[0]
+    path = voc_dirs(root)["images"] / f"{image_id}.jpg"
+    path.write_bytes(path.read_bytes()[:200])
+    status, err = cli("infer-cam", overlay, "--data", root, "--checkpoint", base / "cam.pt", "--out", tmp_path / "c")
+    assert_clear_failure(status, err, f"{image_id}.jpg")
+    assert not (tmp_path / "c").exists()
+
+
+def test_mask_of_the_wrong_size(corpus, tmp_path):
+    base, _, _ = corpus
+    root = copy_root(corpus, tmp_path)
+    image_id = read_ids(root, "train")[0]
+    save_mask(voc_dirs(root)["masks"] / f"{image_id}.png", np.zeros((50, 60), np.uint8))
+    status, err = eval_seeds(root, base / "cams", tmp_path)
+    assert_clear_failure(status, err, f"{image_id}.png", "size")
+    assert not (tmp_path / "seed.json").exists()
+
+
+def test_mask_with_labels_out_of_range(corpus, tmp_path):
+    base, _, _ = corpus
+    root = copy_root(corpus, tmp_path)
+    image_id = read_ids(root, "train")[1]
+    path = voc_dirs(root)["masks"] / f"{image_id}.png"
+    mask = np.asarray(Image.open(path)).copy()
+    mask[0, 0] = 42
+    save_mask(path, mask)
+    status, err = eval_seeds(root, base / "cams", tmp_path)
+    assert_clear_failure(status, err, f"{image_id}.png", "42")
+
+
+def test_listed_image_missing(corpus, tmp_path):
+    base, _, overlay = corpus
+    root = copy_root(corpus, tmp_path)
+    image_id = read_ids(root, "train_aug")[0]
+    (voc_dirs(root)["images"] / f"{image_id}.jpg").unlink()
+    status, err = cli("infer-cam", overlay, "--data", root, "--checkpoint", base / "cam.pt", "--out", tmp_path / "c")
+    assert_clear_failure(status, err, f"{image_id}.jpg", "not found")
+    assert not (tmp_path / "c").exists()
+
+
+def test_empty_image_list(corpus, tmp_path):
+    base, _, _ = corpus
+    root = copy_root(corpus, tmp_path)
+    (voc_dirs(root)["lists"] / "train.txt").write_text("")
+    status, err = eval_seeds(root, base / "cams", tmp_path)
+    assert_clear_failure(status, err, "train.txt", "empty")
+
+
+def test_class_labels_inconsistent_with_masks(corpus, tmp_path):
+    base, _, _ = corpus
+    root = copy_root(corpus, tmp_path)
+    labels_path = voc_dirs(root)["labels"]
+    labels = json.loads(labels_path.read_text())
+    image_id = read_ids(root, "train")[0]
+    labels[image_id] = sorted(set(labels[image_id]) ^ {20})
+    labels_path.write_text(json.dumps(labels))
+    status, err = eval_seeds(root, base / "cams", tmp_path)
+    assert_clear_failure(status, err, "cls_labels.json", image_id)
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "wrong_arch", "wrong_classes"])
+def test_bad_checkpoint(corpus, tmp_path, kind):
+    base, root, overlay = corpus
+    ckpt = tmp_path / "bad.pt"
+    if kind == "corrupt":
+        ckpt.write_bytes((base / "cam.pt").read_bytes()[:1000])
+        needle = "cannot load checkpoint"
+    else:
+        state = torch.load(base / "cam.pt", weights_only=True)
+        meta = state["meta"] | ({"arch": "affinitynet"} if kind == "wrong_arch" else {"num_classes": 20})
+        save_checkpoint(ckpt, {"model": state["model"]}, meta)
+        needle = "arch" if kind == "wrong_arch" else "num_classes"
+    status, err = cli("infer-cam", overlay, "--data", root, "--checkpoint", ckpt, "--out", tmp_path / "c")
+    assert_clear_failure(status, err, "bad.pt", needle)
+    assert not (tmp_path / "c").exists()
+
+
+def test_checkpoint_with_pickled_code_is_refused(corpus, tmp_path):
+    """An untrusted file that would run code when unpickled is rejected by weights_only loading."""
+    _, root, overlay = corpus
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"format": "ppcseg-checkpoint-v1", "payload": subprocess.Popen}, ckpt)
+    status, err = cli("infer-cam", overlay, "--data", root, "--checkpoint", ckpt, "--out", tmp_path / "c")
+    assert_clear_failure(status, err, "evil.pt", "cannot load checkpoint")
+
+
+def test_cam_file_of_the_wrong_shape(corpus, tmp_path):
+    base, root, _ = corpus
+    cams = tmp_path / "cams"
+    shutil.copytree(base / "cams", cams)
+    image_id = read_ids(root, "train")[0]
+    data = dict(np.load(cams / f"{image_id}.npz"))
+    data["cams"] = data["cams"][:, :10, :10]
+    np.savez_compressed(cams / f"{image_id}.npz", **data)
+    status, err = eval_seeds(root, cams, tmp_path)
+    assert_clear_failure(status, err, f"{image_id}.npz")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("cam:\n  bogus: 1\n", "cam.bogus"),
+        ("cam:\n  lr: fast\n", "cam.lr"),
+        ("cam:\n  batch_size: 0\n", "cam.batch_size"),
+        ("seeds:\n  bg_threshold: 1.5\n", "seeds.bg_threshold"),
+    ],
+)
+def test_bad_params(corpus, tmp_path, text, key):
+    base, root, _ = corpus
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(text)
+    status, err = cli(
+        "eval-seeds",
+        overlay,
+        "--data",
+        root,
+        "--cams",
+        base / "cams",
+        "--out-metrics",
+        tmp_path / "s.json",
+        "--out-curve",
+        tmp_path / "c.csv",
+    )
+    assert_clear_failure(status, err, key)
+    assert not (tmp_path / "s.json").exists()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str, readonly: bool = False):
+    path.mkdir()
+    options = f"size={size}" + (",ro" if readonly else "")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_unwritable_output_folder(corpus, tmp_path):
+    base, root, _ = corpus
+    with small_filesystem(tmp_path / "ro", "1m", readonly=True) as ro:
+        status, err = eval_seeds(root, base / "cams", ro / "out")
+        assert_clear_failure(status, err, str(ro / "out"))
+
+
+def test_full_disk_during_checkpoint_write(corpus, tmp_path):
+    _, root, overlay = corpus
+    with small_filesystem(tmp_path / "small", "64k") as small:
+        status, err = cli(
+            "train-cam",
+            overlay,
+            "--data",
+            root,
+            "--state-dir",
+            tmp_path / "state",
+            "--out",
+            small / "cam.pt",
+            "--loss-csv",
+            tmp_path / "loss.csv",
+        )
+        assert_clear_failure(status, err, "cam.pt")
+        assert list(small.iterdir()) == [], "no partial checkpoint may stay behind"
