@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+SYSTEM_CONF_DIR = Path("/etc/slurm")
 SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "munged")
 
 
@@ -37,6 +38,7 @@ class LocalSlurm:
         self.memory_mb = memory_mb or int(total_mb * 0.8)
         self.conf = root / "slurm.conf"
         self.processes: list[subprocess.Popen] = []
+        self.links: list[Path] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -84,8 +86,22 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         )
         (self.root / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={fake_gpu}\n")
 
+    def _install_default_config(self) -> None:
+        """Link the config into /etc/slurm: Snakemake's job step strips SLURM_CONF before its nested srun, which then
+        reads the default location, as on a real cluster."""
+        for name in ("slurm.conf", "gres.conf"):
+            link = SYSTEM_CONF_DIR / name
+            if link.exists() or link.is_symlink():
+                if not (link.is_symlink() and "ppcseg-slurm" in os.readlink(link)):
+                    raise RuntimeError(f"{link} exists (a real Slurm configuration?); not touching it")
+                link.unlink()
+            SYSTEM_CONF_DIR.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(self.root / name)
+            self.links.append(link)
+
     def start(self, timeout: float = 60) -> None:
         self._write_config()
+        self._install_default_config()
         env = dict(os.environ, **self.env)
         munge_dir = self.root / "munge"
         self.processes.append(
@@ -157,3 +173,6 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+        for link in self.links:
+            link.unlink(missing_ok=True)
+        self.links.clear()
