@@ -50,14 +50,18 @@ def test_second_run_has_nothing_to_do(demo_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_changing_a_ppc_param_reruns_from_train_cam(demo_run, tmp_path):
+def test_changing_a_ppc_param_reruns_from_train_cam(demo_run):
     repo, _ = demo_run
-    overlay = tmp_path / "ppc.yaml"
-    overlay.write_text("cam:\n  ppc_loss:\n    sampling: first\n")
-    proc = snakemake(repo, *DEMO_TARGETS, "-n", "--cores", "2", *DEMO, str(overlay))
+    params = repo / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("sampling: random", "sampling: first", 1))
+        proc = snakemake(repo, *DEMO_TARGETS, "-n", "--cores", "2", *DEMO)
+    finally:
+        params.write_text(original)
     out = proc.stdout + proc.stderr
     assert "train_cam" in out and "eval_seg" in out
-    assert "make_synthetic_voc" not in out
+    assert "make_synthetic_voc" not in out and "pretrain_backbone" not in out
 
 
 def test_bad_params_fail_before_any_job(tmp_path):

@@ -45,8 +45,9 @@ def test_ppc_param_change_reruns_train_cam_and_downstream_only(dvc_repo):
     try:
         params.write_text(original.replace("sampling: random", "sampling: first", 1))
         stages = set(json.loads(dvc(dvc_repo, "status", "--json").stdout))
-        assert {"train_cam", "infer_cam", "eval_seeds", "train_seg", "collect_results"} <= stages
-        assert not stages & {"make_synthetic_voc"}
+        # DVC lists the stage whose params changed; what follows it re-runs when its outputs change.
+        assert "train_cam" in stages
+        assert not stages & {"make_synthetic_voc", "pretrain_backbone"}
     finally:
         params.write_text(original)
 
