@@ -21,14 +21,12 @@ from torch import nn
 from ppcseg.models.backbones import build_backbone
 from ppcseg.utils.checkpoint import load_checkpoint
 from ppcseg.utils.errors import InputError
+from ppcseg.utils.optim import poly_param_groups
 
 NUM_CLASSES = 21
 ARCH = "cam_net"
 METHODS = ("seam", "eps")
 PROJ_DIM = 128
-# Multipliers of the base lr for the four SGD parameter groups of spec 2.5, and whether weight decay applies.
-GROUP_LR_MULT = (1.0, 2.0, 10.0, 20.0)
-GROUP_DECAY = (True, False, True, False)
 
 
 class CamNet(nn.Module):
@@ -112,22 +110,7 @@ class CamNet(nn.Module):
         new-layer biases 20x (no decay). Only conv and GroupNorm parameters that train; BatchNorm is never optimised.
         Each group carries `lr_mult` for the poly schedule.
         """
-        new = set()
-        for module in self.new_modules + list(self.backbone.new_layers()):
-            new.update(id(m) for m in module.modules())
-        groups: list[list[nn.Parameter]] = [[], [], [], []]
-        for module in self.modules():
-            if not isinstance(module, nn.Conv2d | nn.GroupNorm):
-                continue
-            offset = 2 if id(module) in new else 0
-            if module.weight is not None and module.weight.requires_grad:
-                groups[offset].append(module.weight)
-            if module.bias is not None and module.bias.requires_grad:
-                groups[offset + 1].append(module.bias)
-        return [
-            {"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": weight_decay if decay else 0.0}
-            for params, mult, decay in zip(groups, GROUP_LR_MULT, GROUP_DECAY, strict=True)
-        ]
+        return poly_param_groups(self, self.new_modules + list(self.backbone.new_layers()), lr, weight_decay)
 
 
 def cam_net_meta(cam_params: dict[str, Any]) -> dict[str, Any]:

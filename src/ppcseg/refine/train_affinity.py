@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ppcseg.cam.infer import to_tensor
@@ -34,6 +33,7 @@ from ppcseg.refine.affinity_net import AffinityNet, build_affinity_net, pair_aff
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
+from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
 
 PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam", "affinity")
@@ -151,22 +151,7 @@ def affinity_loss(aff: torch.Tensor, bg: torch.Tensor, fg: torch.Tensor, neg: to
 def param_groups(net: AffinityNet, lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """PSA's PolyOptimizer groups: backbone weights 1x, backbone biases 2x (no decay), new-layer weights 10x, new-layer
     biases 20x (no decay). Only conv and GroupNorm parameters that train; BatchNorm is never optimised."""
-    new = {id(m) for layer in net.new_layers() for m in layer.modules()}
-    groups: list[list[nn.Parameter]] = [[], [], [], []]
-    for module in net.modules():
-        if not isinstance(module, nn.Conv2d | nn.GroupNorm):
-            continue
-        offset = 2 if id(module) in new else 0
-        if module.weight is not None and module.weight.requires_grad:
-            groups[offset].append(module.weight)
-        if module.bias is not None and module.bias.requires_grad:
-            groups[offset + 1].append(module.bias)
-    return [
-        {"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": decay}
-        for params, mult, decay in zip(
-            groups, (1.0, 2.0, 10.0, 20.0), (weight_decay, 0.0, weight_decay, 0.0), strict=True
-        )
-    ]
+    return poly_param_groups(net, list(net.new_layers()), lr, weight_decay)
 
 
 def labels_fingerprint(labels_dir: Path, ids: list[str]) -> str:
