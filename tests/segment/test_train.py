@@ -110,14 +110,15 @@ def test_training_is_deterministic_on_cpu(voc_root, params_files, trained, tmp_p
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, params_files, tmp_path):
-    seg = load_params(params_files)["segmentation"]
+def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, params_files, trained, tmp_path):
+    params = load_params(params_files)
+    seg = params["segmentation"]
     work, out = tmp_path / "work", tmp_path / "seg.pt"
 
     def config(extra_hooks: list[dict]):
-        cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=work)
+        cfg = build_train_config(seg, params["seed"], data=voc_root, masks=voc_root / "pseudo", work_dir=work)
         cfg.default_hooks.checkpoint.interval = 2
-        cfg.custom_hooks = [dict(type="RecordIters"), *extra_hooks]
+        cfg.custom_hooks = [*cfg.custom_hooks, dict(type="RecordIters"), *extra_hooks]
         return cfg
 
     TRAINED_ITERS.clear()
@@ -130,6 +131,8 @@ def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, param
     train(config([]), out, seg["config"])
     assert TRAINED_ITERS == [2, 3]  # iterations 0 and 1 were not redone
     assert load_checkpoint(out)["meta"]["iter"] == ITERS
+    resumed, uninterrupted = load_checkpoint(out)["state_dict"], load_checkpoint(trained)["state_dict"]
+    assert [k for k in uninterrupted if not torch.equal(resumed[k], uninterrupted[k])] == []
 
 
 @pytest.mark.parametrize("protocol,stage", [("single", "segmentation"), ("msf-crf", "segmentation-msf-crf")])
