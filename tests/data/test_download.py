@@ -6,16 +6,46 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from ppcseg.config import load_params
 from ppcseg.data import download as dl
 from ppcseg.utils.errors import InputError
 
+REPO = Path(__file__).resolve().parents[2]
+
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+
+@pytest.fixture
+def logs():
+    """The ppcseg logger's messages at INFO and up; works with pytest's logging plugin off (-p no:logging)."""
+    logger, handler = logging.getLogger("ppcseg"), _Records()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -36,10 +66,9 @@ def test_file_url_and_plain_path(tmp_path: Path, payload_file: Path) -> None:
     assert not list((tmp_path / "dl").glob("*.part"))
 
 
-def test_local_without_checksum_logs_it(tmp_path: Path, payload_file: Path, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="ppcseg"):
-        assert dl.download(payload_file.as_uri(), tmp_path / "a.tar", sha256=None, key="data.sources.sbd") == SHA
-    assert SHA in caplog.text and "data.sources.sbd.sha256" in caplog.text
+def test_local_without_checksum_logs_it(tmp_path: Path, payload_file: Path, logs) -> None:
+    assert dl.download(payload_file.as_uri(), tmp_path / "a.tar", sha256=None, key="data.sources.sbd") == SHA
+    assert SHA in logs.text and "data.sources.sbd.sha256" in logs.text
 
 
 @pytest.mark.parametrize(
@@ -50,6 +79,7 @@ def test_local_without_checksum_logs_it(tmp_path: Path, payload_file: Path, capl
         ("ftp://example.org/x.tgz", SHA, "unsupported scheme 'ftp'"),
         (None, SHA, "data.sources.x.url is not set"),
         ("https://example.org/x.tgz", "abc", "is not a sha256"),
+        ("https://example.org/x.tgz", "0" * 32, "is not a sha256"),  # an md5 given as sha256
         ("/nonexistent/x.tgz", SHA, "not found"),
     ],
 )
@@ -59,14 +89,13 @@ def test_refused_before_any_network(tmp_path: Path, url, sha, words: str) -> Non
     assert not list(tmp_path.iterdir())
 
 
-def test_http_good_and_skip_when_present(tmp_path: Path, http_server, caplog) -> None:
+def test_http_good_and_skip_when_present(tmp_path: Path, http_server, logs) -> None:
     (http_server.root / "a.tar").write_bytes(PAYLOAD)
     out = tmp_path / "a.tar"
     dl.download(f"{http_server.base}/a.tar", out, sha256=SHA, **FAST)
     assert out.read_bytes() == PAYLOAD
-    with caplog.at_level(logging.INFO, logger="ppcseg"):
-        dl.download(f"{http_server.base}/a.tar", out, sha256=SHA, **FAST)
-    assert len(http_server.requests) == 1 and "already present" in caplog.text
+    dl.download(f"{http_server.base}/a.tar", out, sha256=SHA, **FAST)
+    assert len(http_server.requests) == 1 and "already present" in logs.text
 
 
 def test_http_resume_from_partial_file(tmp_path: Path, http_server) -> None:
@@ -145,3 +174,80 @@ def test_stage_run_reads_params(tmp_path: Path, payload_file: Path) -> None:
     assert out.read_bytes() == PAYLOAD
     with pytest.raises(InputError, match="data.sources.sbd: no such source"):
         dl.run(argparse.Namespace(source="sbd", out=out, threads=None), params)
+
+
+# md5: for sources that publish nothing stronger (ademxapp's ResNet-38 weights); sha256 stays preferred.
+
+
+def test_http_md5_only_verifies_and_logs_sha256(tmp_path: Path, http_server, logs) -> None:
+    (http_server.root / "a.params").write_bytes(PAYLOAD)
+    out = tmp_path / "a.params"
+    got = dl.download(f"{http_server.base}/a.params", out, sha256=None, md5=MD5.upper(), key="data.sources.r", **FAST)
+    assert got == SHA and out.read_bytes() == PAYLOAD
+    assert "verified by md5 only" in logs.text and SHA in logs.text and "data.sources.r.sha256" in logs.text
+    logs.messages.clear()
+    assert dl.download(f"{http_server.base}/a.params", out, sha256=None, md5=MD5, **FAST) == SHA
+    assert len(http_server.requests) == 1 and "already present" in logs.text
+
+
+def test_present_file_with_wrong_md5_is_fetched_again(tmp_path: Path, http_server) -> None:
+    (http_server.root / "a.params").write_bytes(PAYLOAD)
+    out = tmp_path / "a.params"
+    out.write_bytes(b"stale")
+    dl.download(f"{http_server.base}/a.params", out, sha256=None, md5=MD5, **FAST)
+    assert out.read_bytes() == PAYLOAD and len(http_server.requests) == 1
+
+
+@pytest.mark.parametrize("via", ["http", "file"])
+@pytest.mark.parametrize(
+    "sha,md5,wrong",
+    [(None, "0" * 32, "md5"), (SHA, "0" * 32, "md5"), ("0" * 64, MD5, "sha256")],
+    ids=["md5-only", "sha256-right-md5-wrong", "sha256-wrong-md5-right"],
+)
+def test_every_recorded_checksum_is_checked(
+    tmp_path: Path, http_server, payload_file: Path, via: str, sha, md5, wrong: str
+) -> None:
+    (http_server.root / "a.tar").write_bytes(PAYLOAD)
+    url = f"{http_server.base}/a.tar" if via == "http" else payload_file.as_uri()
+    out = tmp_path / "a.tar"
+    with pytest.raises(InputError, match=f"checksum mismatch: expected {wrong} 0+, got") as err:
+        dl.download(url, out, sha256=sha, md5=md5, **FAST)
+    actual = SHA if wrong == "sha256" else MD5
+    assert actual in str(err.value) and url in str(err.value)
+    assert not out.exists() and not (tmp_path / "a.tar.part").exists()
+    assert (tmp_path / "a.tar.corrupt").read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("md5", ["abc", "0" * 64, "g" * 32])
+def test_malformed_md5_refused_before_any_network(tmp_path: Path, http_server, md5: str) -> None:
+    out = tmp_path / "dl" / "a.tar"
+    with pytest.raises(InputError, match="data.sources.x.md5: .* is not an md5"):
+        dl.download(f"{http_server.base}/a.tar", out, sha256=None, md5=md5, key="data.sources.x")
+    assert not http_server.requests and not out.parent.exists()
+
+
+def test_stage_run_passes_md5(tmp_path: Path, http_server) -> None:
+    (http_server.root / "w.params").write_bytes(PAYLOAD)
+    url = f"{http_server.base}/w.params"
+    out = tmp_path / "w.params"
+    dl.run(
+        argparse.Namespace(source="w", out=out), {"data": {"sources": {"w": {"url": url, "sha256": None, "md5": MD5}}}}
+    )
+    assert out.read_bytes() == PAYLOAD
+    bad = {"data": {"sources": {"w": {"url": url, "sha256": None, "md5": "0" * 32}}}}
+    with pytest.raises(InputError, match="expected md5"):
+        dl.run(argparse.Namespace(source="w", out=tmp_path / "v.params"), bad)
+
+
+def test_recorded_sources_are_well_formed() -> None:
+    """params.yaml validates; every remote source has a checksum; torch hub names carry their sha256's prefix."""
+    params = load_params([REPO / "params.yaml"])
+    for name, entry in params["data"]["sources"].items():
+        url = entry.get("url")
+        if url is None:
+            assert entry.get("sha256") is None, name  # no source known (saliency): nothing to check against yet
+            continue
+        assert entry.get("sha256") or entry.get("md5"), f"{name}: a remote URL needs a checksum"
+        tag = re.search(r"-([0-9a-f]{8})\.pth$", url)
+        if tag:  # torch.hub convention: the hex tag in the file name is the start of the file's sha256
+            assert entry["sha256"].startswith(tag.group(1)), name

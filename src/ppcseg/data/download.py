@@ -5,10 +5,15 @@ Accepted locations:
   * file:///abs/path or a plain path      a local mirror (relative paths are taken from the working directory);
   * http://127.0.0.1, localhost or [::1]  tests and mirrors on this machine; plain http to any other host is refused.
 A download goes to `<out>.part`, resumes from it with an HTTP Range request after an interruption (also across
-restarts), retries transient errors with exponential backoff, and is renamed to `<out>` only after its sha256 matched.
+restarts), retries transient errors with exponential backoff, and is renamed to `<out>` only after its checksum matched.
 Redirects are followed (mirrors use them); integrity rests on the checksum, which is why remote URLs need one.
-A file that does not match is kept as `<out>.corrupt` for inspection. An unrecorded checksum (`sha256: null`) is
-refused for remote URLs; for local files the computed checksum is logged so that it can be recorded.
+A file that does not match is kept as `<out>.corrupt` for inspection.
+
+Checksums: `sha256` is the one to record. Some sources publish only an MD5 (the ResNet-38 weights in ademxapp's
+models/checksum.md5), so an entry may give `md5` instead or as well; every recorded checksum is checked, both
+computed in one pass over the file. An MD5 guards against corruption and truncation, not against a deliberately
+altered file, so an MD5-only download logs the file's sha256 for the user to record. A remote URL with neither
+recorded is refused; for local files the computed sha256 is logged so that it can be recorded.
 Only the standard library is used for HTTP.
 """
 
@@ -39,6 +44,7 @@ BACKOFF_S = 2.0
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 log = logging.getLogger("ppcseg")
 
 
@@ -57,15 +63,41 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     if args.source not in sources:
         raise InputError(f"{key}: no such source (known: {', '.join(sorted(sources))})")
     entry = sources[args.source] or {}
-    download(entry.get("url"), args.out, sha256=entry.get("sha256"), key=key)
+    download(entry.get("url"), args.out, sha256=entry.get("sha256"), md5=entry.get("md5"), key=key)
 
 
 def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
+    return file_digests(path)[0]
+
+
+def file_digests(path: str | Path) -> tuple[str, str]:
+    """The (sha256, md5) hex digests of a file, read once."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
+def _normalised(value: str | None, pattern: re.Pattern[str], field: str, what: str) -> str | None:
+    if value is None:
+        return None
+    value = str(value).lower()
+    if not pattern.match(value):
+        raise InputError(f"{field}: {value!r} is not {what}")
+    return value
+
+
+def _mismatches(path: Path, sha256: str | None, md5: str | None) -> tuple[str, list[str]]:
+    """The file's sha256 and a description of every recorded checksum it does not match."""
+    actual_sha256, actual_md5 = file_digests(path)
+    wrong = []
+    if sha256 is not None and actual_sha256 != sha256:
+        wrong.append(f"expected sha256 {sha256}, got {actual_sha256}")
+    if md5 is not None and actual_md5 != md5:
+        wrong.append(f"expected md5 {md5}, got {actual_md5}")
+    return actual_sha256, wrong
 
 
 def local_source(url: str) -> Path | None:
@@ -96,37 +128,39 @@ def download(
     out: str | Path,
     *,
     sha256: str | None,
+    md5: str | None = None,
     key: str = "download",
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
     timeout_s: float = TIMEOUT_S,
 ) -> str:
-    """Fetch `url` into `out`, verified against `sha256`; returns the file's sha256.
+    """Fetch `url` into `out`, verified against `sha256` and/or `md5`; returns the file's sha256.
 
+    Every checksum given is checked; sha256 is the preferred one, md5 is for sources that publish nothing else.
     key names the params entry in error messages (e.g. data.sources.voc).
     """
     out = Path(out)
     if not url:
         raise InputError(f"{key}.url is not set: put a https:// URL, a file:// URL or a local path there")
-    if sha256 is not None:
-        sha256 = str(sha256).lower()
-        if not _SHA256.match(sha256):
-            raise InputError(f"{key}.sha256: {sha256!r} is not a sha256 hex digest (64 hex characters)")
+    sha256 = _normalised(sha256, _SHA256, f"{key}.sha256", "a sha256 hex digest (64 hex characters)")
+    md5 = _normalised(md5, _MD5, f"{key}.md5", "an md5 hex digest (32 hex characters)")
     local = local_source(url)
     if local is None:
         _check_network_url(url, key)
-        if sha256 is None:
+        if sha256 is None and md5 is None:
             raise InputError(
-                f"{key}.sha256 is not recorded: refusing to download {url} unverified. Fetch the file once by hand, "
-                f"check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at the local file, which "
-                "prints the checksum)"
+                f"{key}.sha256 is not recorded (nor {key}.md5): refusing to download {url} unverified. Fetch the "
+                f"file once by hand, check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at the "
+                "local file, which prints the checksum)"
             )
     elif not local.is_file():
         raise InputError(f"{key}.url: local file {local} not found")
 
-    if sha256 is not None and out.is_file() and sha256_file(out) == sha256:
-        log.info("%s: %s already present and verified", key, out)
-        return sha256
+    if (sha256 is not None or md5 is not None) and out.is_file():
+        present_sha256, wrong = _mismatches(out, sha256, md5)
+        if not wrong:
+            log.info("%s: %s already present and verified", key, out)
+            return present_sha256
 
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
@@ -135,18 +169,24 @@ def download(
     else:
         _fetch_with_retries(url, part, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
 
-    actual = sha256_file(part)
-    if sha256 is not None and actual != sha256:
+    actual, wrong = _mismatches(part, sha256, md5)
+    if wrong:
         corrupt = out.with_name(out.name + ".corrupt")
         os.replace(part, corrupt)
-        raise InputError(
-            f"{url}: checksum mismatch: expected sha256 {sha256}, got {actual}; the download was kept as {corrupt}"
-        )
+        raise InputError(f"{url}: checksum mismatch: {'; '.join(wrong)}; the download was kept as {corrupt}")
     with open(part, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(part, out)
-    if sha256 is None:
+    if sha256 is None and md5 is None:
         log.warning("%s: no checksum recorded; %s has sha256 %s: record it as %s.sha256", key, out, actual, key)
+    elif sha256 is None:
+        log.warning(
+            "%s: %s verified by md5 only; it has sha256 %s: record it as %s.sha256 (stronger than md5)",
+            key,
+            out,
+            actual,
+            key,
+        )
     else:
         log.info("%s: %s verified (sha256 %s)", key, out, actual)
     return actual
