@@ -17,7 +17,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 
-from ppcseg.cam.train import CamTrainSet, compute_losses, global_batch_keys, loss_columns, train
+from ppcseg.cam.train import (
+    CamTrainSet,
+    compute_losses,
+    global_batch_keys,
+    loss_columns,
+    make_optimizer,
+    set_poly_lr,
+    train,
+    view2_size,
+)
 from ppcseg.config import REPO_ROOT, load_params
 from ppcseg.models.cam_net import build_cam_net, load_cam_net
 from ppcseg.utils.distributed import DistInfo, average_gradients, local_slice, mean_over_ranks
@@ -74,6 +83,32 @@ def test_other_objectives_run(voc: Path, tmp_path: Path, method: str, ppc: bool)
     assert header[3:] == loss_columns(cam) and np.isfinite(rows).all() and len(rows) == 3
     assert ("sal" in header) == (method == "eps") and ("intra" in header) == ppc
     assert load_cam_net(tmp_path / "cam.pt").background_channel == (20 if method == "eps" else 0)
+
+
+def test_poly_schedule_can_be_shorter_than_training() -> None:
+    """The official EPS + PPC run: poly over 19 830 steps, 20 000 steps trained, the lr frozen at its last value."""
+    net = build_cam_net(tiny_cam_params(), None)
+    default = tiny_cam_params(lr=0.01)
+    optimizer = make_optimizer(net, default)
+    assert set_poly_lr(optimizer, default, 0, 20_000) == pytest.approx(0.01)
+    assert set_poly_lr(optimizer, default, 19_999, 20_000) == pytest.approx(0.01 * (1 / 20_000) ** 0.9)
+    eps = tiny_cam_params(lr=0.01, poly_steps=19_830)
+    last = 0.01 * (1 / 19_830) ** 0.9
+    assert set_poly_lr(optimizer, eps, 9_915, 20_000) == pytest.approx(0.01 * 0.5**0.9)
+    assert [set_poly_lr(optimizer, eps, s, 20_000) for s in (19_829, 19_830, 19_999)] == pytest.approx([last] * 3)
+    assert [g["lr"] / g["lr_mult"] for g in optimizer.param_groups] == pytest.approx(
+        [last] * len(optimizer.param_groups)
+    )
+
+
+def test_view2_is_a_fixed_size_or_a_scale_of_view1(voc: Path, tmp_path: Path) -> None:
+    assert view2_size(tiny_cam_params(view2_size=128), (448, 448)) == (128, 128)
+    assert view2_size(tiny_cam_params(view2_scale=0.3), (448, 448)) == (134, 134)  # the original SEAM's view 2
+    seam = tiny_cam_params(ppc=False, view2_scale=0.3, max_steps=2)
+    run_train(voc, tmp_path, seam)
+    assert np.isfinite(read_csv(tmp_path / "loss.csv")[1]).all()
+    with pytest.raises(InputError, match="cam.view2_scale"):
+        run_train(voc, tmp_path / "ppc", tiny_cam_params(view2_scale=0.3))
 
 
 def test_bad_setups(voc: Path, tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 Objectives (docs/ppc_spec.md):
 
     seam + ppc   spec 1.8: [cls + rvmin + ER + ECR](view 1, view 2) + cross-prototype + cross-pseudo-label + intra
-    seam         spec 2.3: the same SEAM terms with the same two views (view 2 = view 1 resized to cam.view2_size;
-                 the original SEAM used a 0.3x rescale)
+    seam         spec 2.3: the same SEAM terms with the same two views (view 2 = view 1 resized to cam.view2_size,
+                 as PPC's code does; cam.view2_scale 0.3 gives the original SEAM's 0.3x rescale instead)
     eps + ppc    spec 1.9: cls + rvmin + ER/ECR at feature resolution + 1/2 saliency(CAMs) + 1/2 saliency(PCM CAMs)
                  + the contrast terms (EPS layout, background last)
     eps          spec 3: the EPS baseline, one view, cls + saliency loss, no PCM
@@ -145,6 +145,13 @@ def step_seed(seed: int, step: int, stream: int) -> int:
 # ----------------------------------------------------------------------------------------------------------- loss
 
 
+def view2_size(cam: dict[str, Any], size1: tuple[int, int]) -> tuple[int, int]:
+    """Size of view 2: the fixed cam.view2_size of PPC, or view 1 scaled by cam.view2_scale (original SEAM: 0.3)."""
+    if cam["view2_scale"] is None:
+        return (cam["view2_size"], cam["view2_size"])
+    return (int(size1[0] * cam["view2_scale"]), int(size1[1] * cam["view2_scale"]))
+
+
 def compute_losses(
     net: CamNet,
     images: torch.Tensor,
@@ -171,7 +178,7 @@ def compute_losses(
         sal = saliency_loss(out1["cam"], saliency, labels, **sal_kwargs)
         return {"total": cls + sal, "cls": cls, "sal": sal}
 
-    size2 = (cam["view2_size"], cam["view2_size"])
+    size2 = view2_size(cam, images.shape[-2:])
     images2 = F.interpolate(images, size=size2, mode="bilinear", align_corners=True)
     out2 = net(images2)
     terms: dict[str, torch.Tensor] = {}
@@ -249,8 +256,13 @@ def make_optimizer(net: CamNet, cam: dict[str, Any]) -> torch.optim.SGD:
 
 
 def set_poly_lr(optimizer: torch.optim.Optimizer, cam: dict[str, Any], step: int, max_steps: int) -> float:
-    """lr_t = lr0 * (1 - t / max_steps) ** power for every group (times its multiplier); returns the base lr."""
-    lr = cam["lr"] * (1 - step / max_steps) ** cam["poly_power"]
+    """lr_t = lr0 * (1 - t / T) ** power for every group (times its multiplier); returns the base lr.
+
+    T is `cam.poly_steps`, or the training length `max_steps` when that is 0. Past T the lr keeps its last value, as
+    the official PolyOptimizer does (the EPS + PPC run trains 20 000 steps on a 19 830-step schedule).
+    """
+    horizon = cam["poly_steps"] or max_steps
+    lr = cam["lr"] * (1 - min(step, horizon - 1) / horizon) ** cam["poly_power"]
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_mult"]
     return lr
@@ -343,6 +355,8 @@ def train(
     state_dir, loss_csv = Path(state_dir), Path(loss_csv)
     if cam["method"] == "eps" and saliency_dir is None:
         raise InputError("cam.method is eps: the saliency maps folder (--saliency) is required")
+    if cam["ppc"] and cam["view2_scale"] is not None:
+        raise InputError("cam.view2_scale: PPC needs the fixed view-2 grid of cam.view2_size; set it to null")
     if cam["pretrained"] and weights is None:
         raise InputError("cam.pretrained is true: pass the ImageNet backbone weights with --weights")
     ids = read_ids(root, SPLIT)

@@ -1,0 +1,86 @@
+"""Switching route (SEAM + PPC, SEAM, EPS + PPC, EPS) is a params change that Snakemake and DVC honour: the DAG, the
+DVC stages and, in the slow test, a whole demo run on the EPS + PPC route."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from tests.workflow.helpers import BIN, DEMO_TARGETS, REPO, run, scratch_repo, snakemake
+
+pytestmark = pytest.mark.workflow
+SEAM_MASKS = {"affinity_labels", "train_affinity", "random_walk"}
+
+
+def dry_run_rules(*configfiles: str) -> set[str]:
+    proc = snakemake(REPO, "results/voc_miou.csv", "-n", "--forceall", "--configfile", *configfiles)
+    lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()
+    return {line.split()[0] for line in lines[3:] if line.strip()}
+
+
+@pytest.mark.parametrize(
+    "overlay,masks,absent",
+    [
+        ("config/routes/seam.yaml", SEAM_MASKS, {"crf_masks", "download_saliency", "download_resnet101"}),
+        ("config/routes/eps_ppc.yaml", {"crf_masks", "download_saliency", "download_resnet101"}, SEAM_MASKS),
+        ("config/routes/eps.yaml", {"crf_masks", "prepare_saliency"}, SEAM_MASKS),
+    ],
+)
+def test_paper_routes_have_their_own_dag(overlay, masks, absent):
+    rules = dry_run_rules(overlay)
+    assert {"download_voc", "train_cam", "infer_cam", "eval_seeds", "eval_masks", "train_seg"} <= rules
+    assert masks <= rules and not absent & rules
+
+
+def test_demo_eps_ppc_route_dag():
+    rules = dry_run_rules("config/demo.yaml", "config/demo_eps_ppc.yaml")
+    assert {"make_synthetic_voc", "pretrain_backbone", "train_cam", "crf_masks", "train_seg"} <= rules
+    assert not SEAM_MASKS & rules and "prepare_saliency" not in rules  # the generator writes the saliency maps
+
+
+def test_export_dvc_follows_the_route(tmp_path):
+    out = tmp_path / "dvc.yaml"
+    overlay = "config/routes/eps_ppc.yaml"
+    run([str(BIN / "ppcseg"), "export-dvc", "--params", "params.yaml", "--params", overlay, "--out", str(out)], REPO)
+    stages = yaml.safe_load(out.read_text())["stages"]
+    assert "crf_masks" in stages and not SEAM_MASKS & set(stages)
+    # The overlay's keys are DVC params of the stages that read them, so editing the overlay re-runs them.
+    train_cam_params = stages["train_cam"]["params"]
+    assert {overlay: ["cam"]} in train_cam_params or any(isinstance(p, dict) and overlay in p for p in train_cam_params)
+    assert "--saliency" in stages["train_cam"]["cmd"]
+
+
+@pytest.mark.slow
+def test_demo_on_the_eps_ppc_route(tmp_path):
+    """The whole demo on the EPS + PPC route through Snakemake, then the same switch through `dvc repro`."""
+    repo = scratch_repo(tmp_path / "repo")
+    overlays = ["config/demo.yaml", "config/demo_eps_ppc.yaml"]
+    snakemake(repo, *DEMO_TARGETS, "--cores", "2", "--configfile", *overlays, timeout=2400)
+    with open(repo / "results/voc_miou.csv") as f:
+        rows = {row["stage"]: row for row in csv.DictReader(f)}
+    assert {"seed", "mask", "segmentation", "segmentation-msf-crf"} <= set(rows)
+    assert "crf" in rows["mask"]["settings"] and float(rows["segmentation"]["mIoU"]) > 100 / 21
+    assert (repo / "work/masks/crf").is_dir() and not (repo / "work/masks/random_walk").exists()
+    log = (repo / "logs/train_cam.log").read_text()
+    assert "eps" in log and (repo / "results/train_cam_loss.csv").read_text().splitlines()[0].count("sal") == 1
+
+    # DVC: start from the SEAM + PPC demo, switch params.yaml's route, regenerate dvc.yaml, reproduce.
+    dvc = BIN / "dvc"
+    params = ["--params", "params.yaml", "--params", "config/demo.yaml"]
+    dvc_repo = scratch_repo(tmp_path / "dvc")
+    run([str(BIN / "ppcseg"), "export-dvc", *params, "--out", "dvc.yaml"], dvc_repo)
+    run([str(dvc), "repro"], dvc_repo, timeout=2400)
+    seam_row = (dvc_repo / "results/voc_miou.csv").read_text()
+    text = (dvc_repo / "params.yaml").read_text()
+    (dvc_repo / "params.yaml").write_text(text.replace("  method: seam ", "  method: eps  ", 1))
+    run([str(BIN / "ppcseg"), "export-dvc", *params, "--out", "dvc.yaml"], dvc_repo)
+    proc = run([str(dvc), "repro"], dvc_repo, timeout=2400)
+    ran = {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
+    assert {"train_cam", "infer_cam", "crf_masks", "eval_masks", "train_seg"} <= ran
+    assert not ran & {"make_synthetic_voc", "pretrain_backbone"}  # nothing upstream of train_cam
+    assert (dvc_repo / "results/voc_miou.csv").read_text() != seam_row
+    metrics = json.loads(run([str(dvc), "metrics", "show", "--json"], dvc_repo).stdout)
+    assert "results/metrics.json" in json.dumps(metrics)
