@@ -1,16 +1,8 @@
 # DeepLab-v1 LargeFOV-style head on the project's ResNet-38 (spec 4.5): BN with batch statistics, momentum 0.0003.
+_base_ = ["segmentor.py"]
 norm_cfg = dict(type="BN", momentum=0.0003, requires_grad=True)
-data_preprocessor = dict(
-    type="SegDataPreProcessor",
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-)
 model = dict(
     type="PPCEncoderDecoder",
-    data_preprocessor=data_preprocessor,
     backbone=dict(type="PPCBackbone", arch="resnet38", weights=None, bn_momentum=0.0003),
     decode_head=dict(
         type="LargeFOVHead",
@@ -24,6 +16,4 @@ model = dict(
         align_corners=False,
         loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True),
     ),
-    train_cfg=dict(),
-    test_cfg=dict(mode="whole"),
 )

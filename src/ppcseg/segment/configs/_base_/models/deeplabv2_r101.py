@@ -1,16 +1,8 @@
 # DeepLab-v2 on ResNet-101 (torchvision layout, so torchvision ImageNet weights load), dilated to output stride 8.
+_base_ = ["segmentor.py"]
 norm_cfg = dict(type="BN", requires_grad=True)
-data_preprocessor = dict(
-    type="SegDataPreProcessor",
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-)
 model = dict(
     type="EncoderDecoder",
-    data_preprocessor=data_preprocessor,
     backbone=dict(
         type="ResNet",
         depth=101,
@@ -35,6 +27,4 @@ model = dict(
         align_corners=False,
         loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True),
     ),
-    train_cfg=dict(),
-    test_cfg=dict(mode="whole"),
 )
