@@ -61,7 +61,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         )
         stage_parser.add_argument("--threads", type=int, default=None, help="CPU threads for this stage")
         stage_parser.add_argument(
-            "--log", default=None, metavar="FILE", help="send all output of the stage to FILE (errors also to stderr)"
+            "--log-file",
+            default=None,
+            metavar="FILE",
+            help="send all output of the stage to FILE (errors also to stderr)",
         )
         if name == chosen:  # only the chosen stage's module is imported
             stage_module(name).add_arguments(stage_parser)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    user_stderr = redirect_output(args.log) if args.log else sys.stderr
+    user_stderr = redirect_output(args.log_file) if args.log_file else sys.stderr
     from ppcseg.utils.runtime import set_threads, setup_logging
 
     setup_logging()
@@ -108,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{err.filename}: {err.strerror or err}" if err.filename else str(err)
         else:
             message = str(err)
-        if args.log:
+        if args.log_file:
             log.error("%s", message)
         print(f"ppcseg {args.stage}: error: {message}", file=user_stderr)
         return 2
     except BaseException:
         if user_stderr is not sys.stderr:
-            print(f"ppcseg {args.stage}: failed, see {args.log}", file=user_stderr)
+            print(f"ppcseg {args.stage}: failed, see {args.log_file}", file=user_stderr)
         raise
     return 0

@@ -225,3 +225,22 @@ def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
     assert (tmp_path / "iter_2.pth").exists() and (tmp_path / "last_checkpoint").exists()
     reset_if_stale(tmp_path, {"lr": 0.02})
     assert not (tmp_path / "iter_2.pth").exists() and not (tmp_path / "last_checkpoint").exists()
+
+
+def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
+    """mmengine's `pytorch` launcher with 2 processes on CPU (gloo): half the global batch each, one checkpoint."""
+    import subprocess
+    import sys
+
+    cmd = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        *("-m", "ppcseg", "train-seg", *_params_args(params_files), "--threads", "1", "--launcher", "pytorch"),
+        *("--data", str(voc_root), "--masks", str(voc_root / "pseudo")),
+        *("--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "seg.pt"), "--log-file", str(tmp_path / "log")),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert load_checkpoint(tmp_path / "seg.pt")["meta"]["iter"] == ITERS
+    log = (tmp_path / "log").read_text()
+    # mmengine logs the world size as "GPU number", also for CPU processes.
+    assert "Distributed training: True" in log and "GPU number: 2" in log

@@ -35,7 +35,7 @@ rule train_cam:
         launch=lambda wildcards, resources: launcher(resources),
     shell:
         "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data} {params.weights} "
-        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
+        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log-file {log}"
 
 
 rule infer_cam:
@@ -59,7 +59,7 @@ rule infer_cam:
         settings=settings("infer_cam"),
     shell:
         "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data} "
-        "--checkpoint {input.checkpoint} --out {output} --log {log}"
+        "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
 
 
 rule eval_seeds:
@@ -83,4 +83,4 @@ rule eval_seeds:
         settings=settings("seeds"),
     shell:
         "ppcseg eval-seeds {params.params_files} --data {input.data} --cams {input.cams} "
-        "--out-metrics {output.metrics} --out-curve {output.curve} --log {log}"
+        "--out-metrics {output.metrics} --out-curve {output.curve} --log-file {log}"

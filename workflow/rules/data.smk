@@ -24,7 +24,7 @@ if SYNTHETIC:
             params_files=PARAMS_ARGS,
             settings=settings("data.root", "data.synthetic"),
         shell:
-            "ppcseg make-synthetic-voc {params.params_files} --out {output} --log {log}"
+            "ppcseg make-synthetic-voc {params.params_files} --out {output} --log-file {log}"
 
     rule pretrain_backbone:
         input:
@@ -48,7 +48,7 @@ if SYNTHETIC:
             ),
         shell:
             "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data} --out {output} "
-            "--log {log}"
+            "--log-file {log}"
 
 else:
 
@@ -68,7 +68,7 @@ else:
             settings=settings("data.root", "data.sources.voc", "data.sources.sbd"),
         shell:
             "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc} --sbd-archive {input.sbd} "
-            "--out {output} --expect-full --log {log}"
+            "--out {output} --expect-full --log-file {log}"
 
     rule prepare_saliency:
         input:
@@ -84,7 +84,7 @@ else:
             params_files=PARAMS_ARGS,
             settings=settings("data.sources.saliency"),
         shell:
-            "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log {log}"
+            "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log-file {log}"
 
 
 for _source, _path in DOWNLOADS.items():
@@ -106,4 +106,4 @@ for _source, _path in DOWNLOADS.items():
             source=_source,
             settings=settings(f"data.sources.{_source}"),
         shell:
-            "ppcseg download {params.params_files} --source {params.source} --out {output} --log {log}"
+            "ppcseg download {params.params_files} --source {params.source} --out {output} --log-file {log}"

@@ -23,7 +23,7 @@ rule affinity_labels:
         settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
     shell:
         "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--out {output} --log {log}"
+        "--out {output} --log-file {log}"
 
 
 AFFINITY_WEIGHTS = backbone_weights(
@@ -55,7 +55,7 @@ rule train_affinity:
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
         "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data} --labels {input.labels} "
-        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint} --loss-csv {output.loss} --log {log}"
+        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint} --loss-csv {output.loss} --log-file {log}"
 
 
 rule random_walk:
@@ -80,7 +80,7 @@ rule random_walk:
         settings=settings("random_walk"),
     shell:
         "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--checkpoint {input.checkpoint} --out {output} --log {log}"
+        "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
 
 
 rule crf_masks:
@@ -103,7 +103,7 @@ rule crf_masks:
         settings=settings("crf_masks"),
     shell:
         "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--out {output} --log {log}"
+        "--out {output} --log-file {log}"
 
 
 rule eval_masks:
@@ -125,4 +125,4 @@ rule eval_masks:
         params_files=PARAMS_ARGS,
         settings=settings("masks"),
     shell:
-        "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log {log}"
+        "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log-file {log}"

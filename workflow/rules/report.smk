@@ -23,7 +23,7 @@ rule collect_results:
     params:
         params_files=PARAMS_ARGS,
     shell:
-        "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log {log}"
+        "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log-file {log}"
 
 
 rule report:
@@ -47,4 +47,4 @@ rule report:
         settings=settings("report"),
     shell:
         "ppcseg report {params.params_files} --data {input.data} --csv {input.csv} --cams {input.cams} "
-        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output} --log {log}"
+        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output} --log-file {log}"

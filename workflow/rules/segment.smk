@@ -30,7 +30,7 @@ rule train_seg:
         ),
     shell:
         "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data} --masks {input.masks} "
-        "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output} --log {log}"
+        "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output} --log-file {log}"
 
 
 rule eval_seg:
@@ -56,4 +56,4 @@ rule eval_seg:
         settings=settings("segmentation"),
     shell:
         "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
-        "--protocol {wildcards.protocol} --out-metrics {output} --log {log}"
+        "--protocol {wildcards.protocol} --out-metrics {output} --log-file {log}"

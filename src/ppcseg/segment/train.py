@@ -17,10 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from mmengine.config import Config
 
 from ppcseg.segment.checkpoint import export_checkpoint, load_config
 from ppcseg.segment.compat import trust_checkpoints_under
+from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_json
 
@@ -71,6 +73,9 @@ def build_train_config(
 
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
+    if launcher != "none" and not torch.cuda.is_available():
+        # DDP of CPU processes (train() joins the gloo group): no device_ids, which mmengine sets to the local GPU.
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
     cfg.resume = True  # picks up <work-dir>/last_checkpoint when present, starts fresh otherwise
     cfg.randomness = dict(seed=int(seed), deterministic=False)
     cfg.train_cfg.max_iters = iters
@@ -126,6 +131,8 @@ def train(cfg: Config, out: str | Path, config_name: str) -> None:
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     trust_checkpoints_under(work_dir)
+    if cfg.launcher != "none" and not torch.cuda.is_available():
+        init_distributed()  # mmengine's launchers call torch.cuda.set_device; it skips them once a group exists
     Runner.from_cfg(cfg).train()
     if get_rank() == 0:
         last = find_latest_checkpoint(str(work_dir))
