@@ -424,6 +424,13 @@ def train(
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     info = init_distributed()
+    if info.is_main:
+        log.info(
+            "train-cam: %d process(es), global batch %d, device %s",
+            info.world_size,
+            params["cam"]["batch_size"],
+            info.device,
+        )
     try:
         train(
             args.data,
