@@ -17,7 +17,11 @@ rule train_cam:
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
     output:
         checkpoint="work/cam/checkpoint.pt",
-        loss="results/train_cam_loss.csv",
+        loss=report(
+            "results/train_cam_loss.csv",
+            caption="../report/train_cam_loss.rst",
+            category="Curves",
+        ),
     log:
         "logs/train_cam.log",
     conda:
@@ -69,7 +73,11 @@ rule eval_seeds:
         cams="work/cam/cams",
     output:
         metrics="results/metrics/seed.json",
-        curve="results/seed_threshold_curve.csv",
+        curve=report(
+            "results/seed_threshold_curve.csv",
+            caption="../report/seed_threshold_curve.rst",
+            category="Curves",
+        ),
     log:
         "logs/eval_seeds.log",
     conda:

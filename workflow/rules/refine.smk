@@ -39,7 +39,11 @@ rule train_affinity:
         weights=AFFINITY_WEIGHTS,
     output:
         checkpoint="work/affinity/checkpoint.pt",
-        loss="results/train_affinity_loss.csv",
+        loss=report(
+            "results/train_affinity_loss.csv",
+            caption="../report/train_affinity_loss.rst",
+            category="Curves",
+        ),
     log:
         "logs/train_affinity.log",
     conda:

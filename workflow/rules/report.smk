@@ -13,8 +13,16 @@ rule collect_results:
         code("evaluation/collect.py", "evaluation/results.py"),
         rows=METRIC_ROWS,
     output:
-        csv="results/voc_miou.csv",
-        json="results/metrics.json",
+        csv=report(
+            "results/voc_miou.csv",
+            caption="../report/voc_miou.rst",
+            category="Results",
+        ),
+        json=report(
+            "results/metrics.json",
+            caption="../report/metrics_json.rst",
+            category="Results",
+        ),
     log:
         "logs/collect_results.log",
     localrule: True
@@ -36,7 +44,18 @@ rule report:
         checkpoint="work/seg/checkpoint.pth",
         curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"],
     output:
-        "results/report.html",
+        html=report(
+            "results/report.html",
+            caption="../report/report_html.rst",
+            category="Results",
+        ),
+        figures=report(
+            directory("results/figures"),
+            patterns=["{figure}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
     log:
         "logs/report.log",
     localrule: True
@@ -47,4 +66,5 @@ rule report:
         settings=settings("report"),
     shell:
         "ppcseg report {params.params_files} --data {input.data} --csv {input.csv} --cams {input.cams} "
-        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output} --log-file {log}"
+        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output.html} --figures {output.figures} "
+        "--log-file {log}"

@@ -2,6 +2,10 @@
 
 The voc_miou.csv table beside the paper's numbers, per-class IoU bars, the training and threshold curves, overlays of
 CAMs, seeds, pseudo-masks and predictions for a fixed handful of images, and the params and code version.
+
+With --figures DIR the same figures are also written as DIR/<name>.png (for `snakemake --report`, which shows each
+one with its caption from workflow/report/), and the per-class IoUs as DIR/per_class_iou.csv (one row per class, one
+column per evaluated stage, for `dvc plots`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import base64
 import csv
 import html
 import io
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ import numpy as np
 import yaml
 
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
-from ppcseg.utils.io import write_text
+from ppcseg.utils.io import atomic_dir, write_text
 
 PARAMS_SECTIONS: tuple[str, ...] = ("report", "cam", "seeds")
 
@@ -39,15 +44,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="segmentation checkpoint, for prediction overlays")
     parser.add_argument("--results-dir", default="results", help="where the curves (CSV) live")
     parser.add_argument("--out", required=True, help="output HTML file")
+    parser.add_argument("--figures", help="also write every figure as <name>.png (and per_class_iou.csv) here")
 
 
-def _png(fig) -> str:
+# File name (without .png) -> caption, in the order of the report. The affinity curve exists on the SEAM route only.
+FIGURES: dict[str, str] = {
+    "per_class_iou": "Per-class IoU of every evaluated stage",
+    "train_cam_loss": "CAM training loss",
+    "train_affinity_loss": "AffinityNet training loss",
+    "seed_threshold_curve": "Seed mIoU against the background threshold (GT-tuned sweep)",
+    "overlays": "Overlays: CAM, seed, pseudo-mask, prediction, ground truth",
+}
+
+
+def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -55,24 +75,43 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def per_class_figure(rows: list[dict[str, str]]) -> str:
+def per_class_figure(rows: list[dict[str, str]]) -> bytes:
+    """Grouped bars, one group per class and one bar per evaluated stage; x marks a class absent from the split."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(12, 3.6))
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(CLASSES))
+    any_missing = False
     for i, row in enumerate(rows):
-        values = [float(row[c]) if row[c] else 0.0 for c in CLASSES]
-        ax.bar(x + i * width, values, width, label=f"{row['stage']} ({row['split']})")
+        values = np.array([float(row[c]) if row[c] else np.nan for c in CLASSES])
+        bars = ax.bar(x + i * width, np.nan_to_num(values), width, label=f"{row['stage']} ({row['split']})")
+        missing = np.isnan(values)
+        if missing.any():
+            any_missing = True
+            colour = bars.patches[0].get_facecolor()
+            ax.scatter((x + i * width)[missing], np.full(missing.sum(), 2.0), marker="x", s=12, color=colour)
+    handles, labels = ax.get_legend_handles_labels()
+    if any_missing:
+        handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markersize=4))
+        labels.append("class absent from the split (no IoU)")
     ax.set_xticks(x + 0.4 - width / 2, CLASSES, rotation=60, ha="right")
+    ax.set_xlim(-0.5, len(CLASSES) - 0.1)
     ax.set_ylabel("IoU %")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, ncol=4)
-    ax.set_title("Per-class IoU")
+    ax.grid(axis="y", linewidth=0.3)
+    ax.legend(
+        handles, labels, fontsize=8, ncol=len(labels), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False
+    )
+    ax.set_title("Per-class IoU", pad=22)
     return _png(fig)
 
 
-def curve_figure(path: Path, x: str, ys: list[str], title: str) -> str | None:
+def curve_figure(
+    path: Path, x: str, ys: list[str], title: str, fixed: tuple[str, float] | None = None, mark_max: bool = False
+) -> bytes | None:
+    """Columns `ys` of a CSV against column `x`; `fixed` draws a labelled vertical line, `mark_max` the best point."""
     import matplotlib.pyplot as plt
 
     if not path.is_file():
@@ -84,7 +123,13 @@ def curve_figure(path: Path, x: str, ys: list[str], title: str) -> str | None:
     xs = [float(r[x]) for r in rows]
     for y in ys:
         if y in rows[0]:
-            ax.plot(xs, [float(r[y]) for r in rows], label=y, linewidth=1)
+            values = [float(r[y]) for r in rows]
+            ax.plot(xs, values, label=y, linewidth=1)
+            if mark_max:
+                best = int(np.argmax(values))
+                ax.plot(xs[best], values[best], "o", markersize=4, color="tab:red", label=f"best {xs[best]:g}")
+    if fixed is not None:
+        ax.axvline(fixed[1], color="grey", linestyle="--", linewidth=1, label=f"{fixed[0]} {fixed[1]:g}")
     ax.set_xlabel(x)
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -98,7 +143,7 @@ def colourise(mask: np.ndarray) -> np.ndarray:
 
 def overlay_figure(
     root: Path, cams_dir: Path, masks_dir: Path, image_ids: list[str], bg_threshold: float, predictions: dict
-) -> str | None:
+) -> bytes | None:
     import matplotlib.pyplot as plt
 
     if not image_ids:
@@ -170,7 +215,8 @@ def code_version() -> str:
         return "unknown (not a git checkout)"
 
 
-def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, str | None]) -> str:
+def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, bytes | None]) -> str:
+    """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run)."""
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
@@ -179,15 +225,17 @@ def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str
     ]
     for row in rows:
         published = paper.get(row["stage"])
+        settings = "<br>".join(html.escape(item) for item in row["settings"].split(";"))
         table.append(
             f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['split'])}</td>"
             f"<td><b>{html.escape(row['mIoU'])}</b></td><td>{published if published is not None else '&ndash;'}</td>"
-            f"<td>{html.escape(row['n_images'])}</td><td><code>{html.escape(row['settings'])}</code></td></tr>"
+            f"<td>{html.escape(row['n_images'])}</td><td><code>{settings}</code></td></tr>"
         )
-    figure_html = "".join(
-        f"<figure><img alt='{html.escape(name)}' src='{src}'><figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, src in figures.items()
-        if src
+    figure_html = "\n".join(
+        f"<figure id='fig-{name}'><img alt='{html.escape(FIGURES[name])}' src='{data_uri(png)}'>"
+        f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
+        for name, png in figures.items()
+        if png
     )
     synthetic = params["data"]["source"] == "synthetic"
     note = (
@@ -201,7 +249,9 @@ def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #bbb; padding: 4px 8px; text-align: left; font-size: 14px; }}
+td, th {{ border: 1px solid #bbb; padding: 4px 8px; text-align: left; font-size: 14px; vertical-align: top; }}
+td code {{ overflow-wrap: anywhere; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
 figcaption {{ font-size: 13px; color: #555; }}
 img {{ max-width: 100%; }}
@@ -213,13 +263,39 @@ pre {{ background: #f5f5f5; padding: 1em; font-size: 12px; max-height: 30em; ove
 row uses the fixed background threshold, the GT-tuned sweep is in its settings.</p>
 {note}
 <h2>Results (results/voc_miou.csv) beside the paper</h2>
-<table id="results">{"".join(table)}</table>
+<div class="scroll"><table id="results">{"".join(table)}</table></div>
 <h2>Figures</h2>
 {figure_html}
 <h2>Parameters</h2>
 <pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 </body></html>
 """
+
+
+def per_class_table(rows: list[dict[str, str]]) -> str:
+    """CSV with one row per class and one IoU column per evaluated stage (empty: class absent), for `dvc plots`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["class", *(row["stage"] for row in rows)])
+    for name in CLASSES:
+        writer.writerow([name, *(row[name] for row in rows)])
+    return buffer.getvalue()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_figures(out_dir: str | Path, figures: dict[str, bytes | None], rows: list[dict[str, str]]) -> None:
+    """Every produced figure as <name>.png and the per-class table, replacing the folder as a whole."""
+    with atomic_dir(out_dir) as tmp:
+        tmp.chmod(0o777 & ~_umask())  # the temporary folder is private; the figures are for everyone who may read
+        for name, png in figures.items():
+            if png:
+                (tmp / f"{name}.png").write_bytes(png)
+        (tmp / "per_class_iou.csv").write_text(per_class_table(rows))
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
@@ -231,16 +307,24 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     train_ids = [i for i in read_ids(root, params["seeds"]["split"]) if labels.get(i)][:count]
     predictions = predict_overlays(Path(args.checkpoint), root, train_ids) if count else {}
     figures = {
-        "Per-class IoU of every evaluated stage": per_class_figure(rows),
-        "CAM training loss": curve_figure(results / "train_cam_loss.csv", "step", ["total"], "CAM training loss"),
-        "AffinityNet training loss": curve_figure(
+        "per_class_iou": per_class_figure(rows),
+        "train_cam_loss": curve_figure(results / "train_cam_loss.csv", "step", ["total"], "CAM training loss"),
+        "train_affinity_loss": curve_figure(
             results / "train_affinity_loss.csv", "step", ["loss"], "AffinityNet training loss"
         ),
-        "Seed mIoU against the background threshold (GT-tuned sweep)": curve_figure(
-            results / "seed_threshold_curve.csv", "threshold", ["mIoU"], "Seed mIoU vs background threshold"
+        "seed_threshold_curve": curve_figure(
+            results / "seed_threshold_curve.csv",
+            "threshold",
+            ["mIoU"],
+            "Seed mIoU vs background threshold",
+            fixed=("fixed", params["seeds"]["bg_threshold"]),
+            mark_max=True,
         ),
-        "Overlays: CAM, seed, pseudo-mask, prediction, ground truth": overlay_figure(
+        "overlays": overlay_figure(
             root, Path(args.cams), Path(args.masks), train_ids, params["seeds"]["bg_threshold"], predictions
         ),
     }
+    if args.figures:
+        write_figures(args.figures, figures, rows)
     write_text(args.out, render(params, rows, figures))
+    os.chmod(args.out, 0o666 & ~_umask())  # written through a private temporary file; readable like any other output

@@ -34,7 +34,34 @@ PLOTS = [
             "title": "Seed mIoU vs background threshold (GT-tuned sweep)",
         }
     },
+    {
+        # Written by the report stage: one row per class, one column per row of results/voc_miou.csv. The template
+        # draws grouped horizontal bars (class down, IoU 0-100 across, one colour per stage and revision).
+        "per_class_iou": {
+            "template": "workflow/report/dvc_per_class_iou.json",
+            "x": "class",
+            "y": {"results/figures/per_class_iou.csv": ["seed", "mask", "segmentation", "segmentation-msf-crf"]},
+            "title": "Per-class IoU of every evaluated stage",
+            "x_label": "class",
+            "y_label": "IoU %",
+        }
+    },
 ]
+
+
+def plot_files(plot: dict[str, Any]) -> list[str]:
+    """The data files a top-level plot definition reads (its id, or the files named in its y)."""
+    ((plot_id, spec),) = plot.items()
+    return list(spec["y"]) if isinstance(spec.get("y"), dict) else [plot_id]
+
+
+def route_plots(outputs: list[str]) -> list[dict[str, Any]]:
+    """The plots whose files this DAG writes (the AffinityNet curve exists on the SEAM route only)."""
+
+    def produced(path: str) -> bool:
+        return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
+
+    return [plot for plot in PLOTS if all(produced(f) for f in plot_files(plot))]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +127,8 @@ def _has_key(data: dict[str, Any], key: str) -> bool:
 def render(snakefile: Path, params_files: list[str]) -> str:
     jobs = snakemake_jobs(snakefile, params_files)
     stages = {stage_name(job): dvc_stage(job, params_files) for job in jobs}
-    document = {"stages": stages, "metrics": ["results/metrics.json"], "plots": PLOTS}
+    outputs = [str(out) for job in jobs for out in job.output]
+    document = {"stages": stages, "metrics": ["results/metrics.json"], "plots": route_plots(outputs)}
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=120)
 
 

@@ -1,0 +1,155 @@
+"""report stage: the HTML page and the figure files that `snakemake --report` and `dvc plots` show."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ppcseg.data.voc import CLASSES, read_class_labels, read_ids
+from ppcseg.report import report
+from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+
+STAGES = [("seed", "train"), ("mask", "train"), ("segmentation", "val"), ("segmentation-msf-crf", "val")]
+
+
+def write_rows(path: Path, absent: str = "bottle") -> list[dict[str, str]]:
+    """A voc_miou.csv like collect-results writes; `absent` is empty (no IoU) in the val rows."""
+    rows = []
+    for index, (stage, split) in enumerate(STAGES):
+        row = {"stage": stage, "split": split}
+        for c, name in enumerate(CLASSES):
+            row[name] = "" if (split == "val" and name == absent) else f"{(10 * index + 3 * c) % 100:.2f}"
+        row |= {"mIoU": f"{20 + index:.2f}", "n_images": "4", "settings": "a=1;b=<2>"}
+        rows.append(row)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def write_curve(path: Path, x: str, y: str, n: int = 10) -> None:
+    path.write_text(f"{x},{y}\n" + "".join(f"{i},{1.0 / (i + 1):.4f}\n" for i in range(n)))
+
+
+def decode(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    root = make_voc(tmp_path / "VOC2012")
+    results = tmp_path / "results"
+    results.mkdir()
+    write_rows(results / "voc_miou.csv")
+    write_curve(results / "train_cam_loss.csv", "step", "total")
+    write_curve(results / "seed_threshold_curve.csv", "threshold", "mIoU")
+    return tmp_path, root, results
+
+
+def run_report(tmp_path, root, results, params, figures=True):
+    namespace = args(
+        data=str(root),
+        csv=str(results / "voc_miou.csv"),
+        cams=str(tmp_path / "cams"),
+        masks=str(tmp_path / "masks"),
+        checkpoint=str(tmp_path / "none.pth"),
+        results_dir=str(results),
+        out=str(results / "report.html"),
+        figures=str(results / "figures") if figures else None,
+    )
+    report.run(namespace, params)
+    return (results / "report.html").read_text()
+
+
+def test_run_writes_the_page_and_every_figure_of_the_route(run_dir):
+    tmp_path, root, results = run_dir
+    (results / "figures").mkdir()
+    (results / "figures" / "stale.png").write_bytes(b"old")
+    params = default_params(report={"overlay_images": 0})
+    page = run_report(tmp_path, root, results, params)
+
+    figures = results / "figures"
+    # No AffinityNet curve (its CSV is absent, as on the EPS route), no overlays (0 images asked); nothing stale left.
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "per_class_iou.csv",
+        "per_class_iou.png",
+        "seed_threshold_curve.png",
+        "train_cam_loss.png",
+    ]
+    for png in figures.glob("*.png"):
+        assert decode(png.read_bytes()).size[0] > 200
+    # The page inlines the same PNGs, with their captions, and the table (settings escaped, one per line).
+    inlined = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert sorted(base64.b64decode(s) for s in inlined) == sorted(p.read_bytes() for p in figures.glob("*.png"))
+    for name in ("per_class_iou", "train_cam_loss", "seed_threshold_curve"):
+        assert f"id='fig-{name}'" in page and report.FIGURES[name] in page
+    assert "fig-overlays" not in page and "fig-train_affinity_loss" not in page
+    assert '<table id="results">' in page and "a=1<br>b=&lt;2&gt;" in page
+    assert "Demo run" not in page  # params.yaml: VOC data, no demo note
+    # Readable like any other output, although written through private temporary files.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if not umask & 0o044:
+        assert (results / "report.html").stat().st_mode & 0o044 == 0o044
+        assert figures.stat().st_mode & 0o055 == 0o055
+
+
+def test_without_figures_flag_only_the_page_is_written(run_dir):
+    tmp_path, root, results = run_dir
+    write_curve(results / "train_affinity_loss.csv", "step", "loss")
+    page = run_report(tmp_path, root, results, default_params(report={"overlay_images": 0}), figures=False)
+    assert not (results / "figures").exists()
+    assert "fig-train_affinity_loss" in page and len(re.findall(r"<figure ", page)) == 4
+
+
+def test_per_class_table_has_a_row_per_class_and_a_column_per_stage(tmp_path):
+    rows = write_rows(tmp_path / "voc_miou.csv", absent="bottle")
+    table = list(csv.DictReader(io.StringIO(report.per_class_table(rows))))
+    assert [r["class"] for r in table] == list(CLASSES)
+    assert list(table[0]) == ["class", *(stage for stage, _ in STAGES)]
+    bottle = next(r for r in table if r["class"] == "bottle")
+    assert bottle["segmentation"] == "" and bottle["seed"] == rows[0]["bottle"]
+    assert table[3]["mask"] == rows[1][CLASSES[3]]
+
+
+def test_per_class_figure_marks_absent_classes(tmp_path):
+    rows = write_rows(tmp_path / "voc_miou.csv")
+    with_absent = report.per_class_figure(rows)
+    for row in rows:
+        row["bottle"] = row["bottle"] or "0.00"
+    without = report.per_class_figure(rows)
+    assert decode(with_absent).size == decode(without).size
+    assert with_absent != without  # the x markers and their legend entry
+
+
+def test_overlays_have_a_row_per_image(tmp_path):
+    root = make_voc(tmp_path / "VOC2012", train=3)
+    oracle_cams(root, tmp_path / "cams", split="train")
+    labels = read_class_labels(root)
+    ids = [i for i in read_ids(root, "train") if labels.get(i)]
+    predictions = {ids[0]: np.zeros((48, 48), np.uint8)}
+    one = decode(report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", ids[:1], 0.26, predictions))
+    three = decode(report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", ids[:3], 0.26, predictions))
+    assert abs(three.size[0] - one.size[0]) < 0.05 * one.size[0]  # same six columns
+    assert three.size[1] > 2.5 * one.size[1]
+    assert report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", [], 0.26, {}) is None
+
+
+def test_seed_curve_marks_the_fixed_and_the_best_threshold(tmp_path):
+    path = tmp_path / "curve.csv"
+    path.write_text("threshold,mIoU\n0.0,10\n0.1,30\n0.2,20\n")
+    plain = report.curve_figure(path, "threshold", ["mIoU"], "t")
+    marked = report.curve_figure(path, "threshold", ["mIoU"], "t", fixed=("fixed", 0.15), mark_max=True)
+    assert plain != marked
+    assert report.curve_figure(tmp_path / "missing.csv", "threshold", ["mIoU"], "t") is None
