@@ -10,28 +10,16 @@ The paper's setting is 4 scales x flip on VOC images (about 375 x 500) with ResN
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
 import torch
+from hardware import hardware
 
 from ppcseg.cam.infer import infer_image
 from ppcseg.models.cam_net import build_cam_net
 
 SCALES = (0.5, 1.0, 1.5, 2.0)
-
-
-def hardware(device: torch.device) -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    return f"{cpu}; {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}; {gpu}; torch {torch.__version__}"
 
 
 def images_per_second(net, images, classes, device, batch_flips: bool, method: str) -> float:

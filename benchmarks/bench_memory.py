@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
+
+from hardware import hardware
 
 CHILD = r"""
 import json, resource, sys, numpy as np, torch
@@ -50,6 +51,12 @@ def measure(mode: str, batch: int, crop: int, device: str) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def gpu_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crop", type=int, default=448)
@@ -60,9 +67,7 @@ def main() -> None:
     one = measure("train", 1, args.crop, args.device)[key]
     two = measure("train", 2, args.crop, args.device)[key]
     infer = measure("infer", 1, args.crop, args.device)[key]
-    print(
-        f"hardware: {platform.machine()} {platform.processor() or ''}, device {args.device}, python {platform.python_version()}"
-    )
+    print(f"hardware: {hardware()}; device {args.device}{f' ({gpu_name(args.device)})' if key == 'cuda_mb' else ''}")
     print(f"metric: {'peak CUDA memory' if key == 'cuda_mb' else 'peak RSS of the process'} (MiB)")
     print(f"idle (imports + ResNet-38 CAM net):      {idle:8.0f}")
     print(f"train_cam step, batch 1, crop {args.crop}:    {one:8.0f}")
@@ -70,6 +75,7 @@ def main() -> None:
     print(f"train_cam per image (batch 2 - batch 1): {two - one:8.0f}")
     print(f"  -> batch 8 estimate: {one + 7 * (two - one):.0f} MiB")
     print(f"infer_cam, one 500x375 image, 8 passes:  {infer:8.0f}  (over idle: {infer - idle:.0f})")
+    print(f"ratios to idle: train batch 1 {one / idle:.2f}x, batch 2 {two / idle:.2f}x, infer {infer / idle:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ same value (checked below). Run: ``python benchmarks/bench_ppc_loss.py [--thread
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from hardware import hardware
 
 from ppcseg.losses.ppc import VARIANTS, pixel_prototype_contrast
 
@@ -123,10 +122,7 @@ def main() -> None:
     timed(vectorised, inputs, 2)  # warm-up
     t_vec, v_vec = timed(vectorised, inputs, args.repeats)
     t_loop, v_loop = timed(loop_contrast, inputs, 2)
-    print(
-        f"hardware: {platform.platform()}, {platform.processor() or platform.machine()}, cpus={os.cpu_count()}, "
-        f"torch threads={torch.get_num_threads()}, torch {torch.__version__}"
-    )
+    print(f"hardware: {hardware()}")
     print("inputs: batch 8, D=128, view 1 56x56 -> 16x16 grid, view 2 16x16, SEAM variant, forward + backward")
     print(f"vectorised: {t_vec * 1e3:9.2f} ms (median of {args.repeats})  loss {v_vec:.6f}")
     print(f"loop      : {t_loop * 1e3:9.2f} ms (median of 2)  loss {v_loop:.6f}")

@@ -9,24 +9,13 @@ VOC size (375 x 500, 1-3 classes, float16-quantised like the CAM files) held in 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
+from hardware import hardware
 
 from ppcseg.evaluation.miou import ConfusionMatrix
 from ppcseg.evaluation.seeds import seed_prediction, sweep_confusion, sweep_thresholds
-
-
-def hardware() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}; {os.cpu_count()} logical cores; numpy {np.__version__}; python {platform.python_version()}"
 
 
 def make_images(count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -67,7 +56,7 @@ def main() -> None:
     assert np.array_equal(sweep_confusion(images[:2], [0.26])[0], one_threshold(images[:2], 0.26))
     single = best_of(opts.repeats, lambda: one_threshold(images, 0.26))
     sweep = best_of(opts.repeats, lambda: sweep_confusion(images, thresholds))
-    print(f"hardware: {hardware()}")
+    print(f"hardware: {hardware()}; numpy {np.__version__}")
     print(f"{opts.images} images of 375x500, best of {opts.repeats}")
     print(f"one threshold (argmax + confusion matrix): {single:.3f} s")
     print(f"sweep of {thresholds.size} thresholds (one pass):    {sweep:.3f} s")
