@@ -80,8 +80,10 @@ def redirect_output(path: str) -> TextIO:
     original_stderr = os.fdopen(os.dup(2), "w", buffering=1)
     sys.stdout.flush()
     sys.stderr.flush()
-    # DDP ranks other than 0 append to the log that rank 0 started.
-    mode = os.O_APPEND if int(os.environ.get("RANK", "0")) > 0 else os.O_TRUNC
+    # Every process appends (so DDP ranks never overwrite each other's lines); rank 0 (torchrun or srun) starts the
+    # file afresh.
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    mode = os.O_APPEND | (os.O_TRUNC if rank == 0 else 0)
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)

@@ -149,3 +149,47 @@ def test_paper_dry_run_shows_gpu_requests(cluster):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"rule train_cam:.*?resources:.*?gpu=1", proc.stdout, flags=re.S)
+
+
+SRUN_OVERLAY = """
+cam: {pretrained: false, max_steps: 2, batch_size: 4, crop_size: 64, view2_size: 32, resize_long: [64, 80]}
+segmentation: {iters: 2, batch_size: 2, crop_size: 48}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_voc(tmp_path_factory) -> Path:
+    from ppcseg.data.synthetic import make_synthetic_voc
+
+    root = tmp_path_factory.mktemp("srun") / "VOC2012"
+    settings = dict(image_size=64, num_train=8, num_val=2, num_train_aug_extra=0, min_classes=1, max_classes=2)
+    return make_synthetic_voc(root, seed=0, **settings)
+
+
+@pytest.mark.parametrize("stage", ["train-cam", "train-seg"])
+def test_two_tasks_under_srun_train_as_one(cluster, small_voc, tmp_path, stage):
+    """`srun -n 2 ppcseg <stage>`: ranks and world size come from Slurm (gloo on this CPU node), one output."""
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(SRUN_OVERLAY)
+    params = ["--params", "params.yaml", "--params", "config/demo.yaml", "--params", str(overlay)]
+    data = ["--data", str(small_voc)]
+    if stage == "train-cam":
+        args = [*data, "--state-dir", str(tmp_path / "state")]
+        args += ["--out", str(tmp_path / "out.pt"), "--loss-csv", str(tmp_path / "loss.csv")]
+    else:  # the generator's ground-truth masks stand in for pseudo-masks
+        args = [*data, "--masks", str(small_voc / "SegmentationClassAug"), "--launcher", "slurm"]
+        args += ["--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "out.pt")]
+    log = tmp_path / "stage.log"
+    cmd = ["srun", "-n", "2", "--cpus-per-task", "1", "--time", "10", str(BIN / "ppcseg"), stage, *params]
+    proc = subprocess.run(
+        [*cmd, "--threads", "1", *args, "--log-file", str(log)],
+        cwd=REPO,
+        env=dict(tool_env(), **cluster.env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
+    assert (tmp_path / "out.pt").is_file()
+    expected = "GPU number: 2" if stage == "train-seg" else "train-cam: 2 process(es)"  # mmengine: "GPU number"
+    assert expected in log.read_text()

@@ -132,7 +132,13 @@ def train(cfg: Config, out: str | Path, config_name: str) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     trust_checkpoints_under(work_dir)
     if cfg.launcher != "none" and not torch.cuda.is_available():
-        init_distributed()  # mmengine's launchers call torch.cuda.set_device; it skips them once a group exists
+        # mmengine's launchers call torch.cuda.set_device; it skips them once a group exists. Its slurm launcher also
+        # exports the torchrun-style variables that its DDP wrapper reads, so do the same here.
+        if cfg.launcher == "slurm":
+            os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
+            os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+            os.environ.setdefault("LOCAL_RANK", os.environ["SLURM_LOCALID"])
+        init_distributed()
     Runner.from_cfg(cfg).train()
     if get_rank() == 0:
         last = find_latest_checkpoint(str(work_dir))
