@@ -4,6 +4,7 @@ nothing in Snakemake either."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -12,6 +13,9 @@ from tests.workflow.helpers import BIN, DEMO_TARGETS, run, scratch_repo, snakema
 
 pytestmark = pytest.mark.workflow
 DEMO_PARAMS = ["--params", "params.yaml", "--params", "config/demo.yaml"]
+# A hang guard, not a speed check: the demo repro takes ~10 min on 2 idle cores and over 25 min when other jobs share
+# them. On expiry only `dvc` itself is killed, so a timeout must not cut a run that would have finished.
+PIPELINE_TIMEOUT_S = 3600
 
 
 def dvc(repo, *args, **kwargs):
@@ -25,7 +29,7 @@ def dvc_repo(tmp_path_factory):
     repo = scratch_repo(base / "repo")
     run([str(BIN / "ppcseg"), "export-dvc", *DEMO_PARAMS, "--out", "dvc.yaml"], repo)
     dvc(repo, "remote", "modify", "storage", "url", str(base / "remote"))
-    dvc(repo, "repro", timeout=1500)
+    dvc(repo, "repro", timeout=PIPELINE_TIMEOUT_S)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "demo run"], repo)
     return repo
@@ -66,11 +70,44 @@ def test_fresh_clone_pull_recomputes_nothing(dvc_repo, tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def _experiments(shown):
+    """(name, data) of every experiment in `dvc exp show --json` output (not the workspace or the baseline)."""
+    for row in shown:
+        for group in row.get("experiments") or []:
+            for rev in group.get("revs") or []:
+                yield rev.get("name") or group.get("name"), rev.get("data") or {}
+
+
 @pytest.mark.slow
 def test_experiment_with_a_changed_param(dvc_repo):
     """`dvc exp run -S` re-runs from train_cam with the new value and records the experiment."""
-    proc = dvc(dvc_repo, "exp", "run", "-S", "cam.ppc_loss.sampling=first", timeout=1500)
-    assert "make_synthetic_voc" not in proc.stdout.split("Running stage")[-1]
-    shown = dvc(dvc_repo, "exp", "show", "--json").stdout
-    assert "sampling" in shown
-    dvc(dvc_repo, "exp", "apply", "HEAD")  # leave the workspace as it was for the other tests
+    proc = dvc(dvc_repo, "exp", "run", "-S", "cam.ppc_loss.sampling=first", timeout=PIPELINE_TIMEOUT_S)
+    ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
+    assert "train_cam" in ran and "report" in ran, proc.stdout
+    assert not ran & {"make_synthetic_voc", "pretrain_backbone"}, proc.stdout
+    experiments = list(_experiments(json.loads(dvc(dvc_repo, "exp", "show", "--json").stdout)))
+    recorded = [
+        (name, data)
+        for name, data in experiments
+        if data.get("params", {})
+        .get("params.yaml", {})
+        .get("data", {})
+        .get("cam", {})
+        .get("ppc_loss", {})
+        .get("sampling")
+        == "first"
+    ]
+    assert len(recorded) == 1, experiments
+    assert "results/metrics.json" in recorded[0][1].get("metrics", {}), recorded
+    # A re-run stage must train on its new inputs, not resume the baseline's finished run from its work folder.
+    stale_resume = "Auto resumed" in (dvc_repo / "logs/train_seg.log").read_text()
+    # Leave the workspace as the other tests of the module expect it: the baseline's params and outputs.
+    dvc(dvc_repo, "exp", "apply", "HEAD")
+    assert "sampling: random" in (dvc_repo / "params.yaml").read_text()
+    status = dvc(dvc_repo, "status", "--quiet", check=False)
+    assert status.returncode == 0, status.stdout
+    if stale_resume:
+        pytest.xfail(
+            "known pipeline bug: train_seg resumed the baseline's finished mmengine run (work/seg/runner) although "
+            "its pseudo-masks changed; its run fingerprint (segment/train.py) records input paths, not contents"
+        )
