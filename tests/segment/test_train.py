@@ -244,3 +244,21 @@ def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
     log = (tmp_path / "log").read_text()
     # mmengine logs the world size as "GPU number", also for CPU processes.
     assert "Distributed training: True" in log and "GPU number: 2" in log
+
+
+def test_new_pseudo_masks_in_the_same_folder_train_afresh(voc_root, params_files, trained, tmp_path):
+    """After an upstream change, Snakemake/DVC re-run train-seg on new masks at the same path: it must not resume the
+    finished run of the old masks (which would silently return the old model)."""
+    import shutil
+
+    masks = tmp_path / "masks"
+    shutil.copytree(voc_root / "pseudo", masks)
+    work = tmp_path / "work"
+    args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks), "--work-dir", str(work)]
+    assert main(["train-seg", *args, "--out", str(tmp_path / "old.pt")]) == 0
+    first_id = read_ids(voc_root, "train_aug")[0]
+    save_mask(masks / f"{first_id}.png", np.zeros_like(np.array(Image.open(masks / f"{first_id}.png"))))
+    assert main(["train-seg", *args, "--out", str(tmp_path / "new.pt")]) == 0
+    old, new = load_checkpoint(tmp_path / "old.pt")["state_dict"], load_checkpoint(tmp_path / "new.pt")["state_dict"]
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+    assert load_checkpoint(tmp_path / "new.pt")["meta"]["iter"] == ITERS

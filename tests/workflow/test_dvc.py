@@ -106,8 +106,5 @@ def test_experiment_with_a_changed_param(dvc_repo):
     assert "sampling: random" in (dvc_repo / "params.yaml").read_text()
     status = dvc(dvc_repo, "status", "--quiet", check=False)
     assert status.returncode == 0, status.stdout
-    if stale_resume:
-        pytest.xfail(
-            "known pipeline bug: train_seg resumed the baseline's finished mmengine run (work/seg/runner) although "
-            "its pseudo-masks changed; its run fingerprint (segment/train.py) records input paths, not contents"
-        )
+    # Fixed: train-seg's run fingerprint covers the pseudo-masks' files (names, sizes, mtimes), not only their path.
+    assert not stale_resume, "train_seg resumed the baseline's finished run although its pseudo-masks changed"

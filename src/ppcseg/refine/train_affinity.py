@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -32,7 +31,7 @@ from ppcseg.data.voc import NUM_CLASSES, load_image, load_mask, read_ids, voc_di
 from ppcseg.refine.affinity_net import AffinityNet, build_affinity_net, pair_affinity, pair_indices, save_affinity_net
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import write_text
+from ppcseg.utils.io import stat_fingerprint, write_text
 from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
 
@@ -154,16 +153,6 @@ def param_groups(net: AffinityNet, lr: float, weight_decay: float) -> list[dict[
     return poly_param_groups(net, list(net.new_layers()), lr, weight_decay)
 
 
-def labels_fingerprint(labels_dir: Path, ids: list[str]) -> str:
-    """Names, sizes and mtimes of the la/ha maps: a resumed run must train on the same labels."""
-    digest = hashlib.sha256()
-    for image_id in ids:
-        for sub in ("la", "ha"):
-            stat = (labels_dir / sub / f"{image_id}.png").stat()
-            digest.update(f"{sub}/{image_id}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()
-
-
 def poly_lr(base: float, step: int, max_steps: int) -> float:
     return base * (1 - step / max_steps) ** POLY_POWER
 
@@ -203,7 +192,8 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             "affinity": cfg,
             "momentum": momentum,
             "weights": str(args.weights),
-            "labels": labels_fingerprint(labels_dir, ids),
+            # a resumed run must train on the same la/ha maps
+            "labels": stat_fingerprint((labels_dir / s / f"{i}.png" for i in ids for s in ("la", "ha")), labels_dir),
         },
         sort_keys=True,
     )

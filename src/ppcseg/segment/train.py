@@ -20,13 +20,15 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
+from ppcseg.data.voc import read_ids
 from ppcseg.segment.checkpoint import export_checkpoint, load_config
 from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import write_json
+from ppcseg.utils.io import stat_fingerprint, write_json
 
 PARAMS_SECTIONS: tuple[str, ...] = ("seed", "segmentation")
+TRAIN_SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 
 
@@ -148,6 +150,15 @@ def train(cfg: Config, out: str | Path, config_name: str) -> None:
         log.info("train-seg: wrote %s", out)
 
 
+def pseudo_mask_paths(data: str | Path, masks: str | Path) -> list[Path]:
+    """<masks>/<id>.png of every train_aug image; InputError naming the first one missing."""
+    paths = [Path(masks) / f"{image_id}.png" for image_id in read_ids(data, TRAIN_SPLIT)]
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        raise InputError(f"{missing}: listed in split '{TRAIN_SPLIT}' but missing")
+    return paths
+
+
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     seg = params["segmentation"]
     if not Path(args.masks).is_dir():
@@ -166,7 +177,10 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
         "data": str(Path(args.data).resolve()),
         "masks": str(Path(args.masks).resolve()),
-        "weights": None if args.weights is None else str(Path(args.weights).resolve()),
+        # the pseudo-masks' contents: after an upstream change the same folder holds new masks, and resuming the
+        # finished run of the old masks would silently return the old model
+        "masks_files": stat_fingerprint(pseudo_mask_paths(args.data, args.masks), Path(args.masks)),
+        "weights": None if args.weights is None else stat_fingerprint([Path(args.weights).resolve()], Path("/")),
     }
     if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # before the Runner starts dist
         reset_if_stale(args.work_dir, fingerprint)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,16 @@ def finish_resumable_dir(path: str | Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     os.replace(partial, path)
+
+
+def stat_fingerprint(paths: Iterable[Path], root: Path) -> str:
+    """Names (relative to `root`), sizes and mtimes of `paths`: a cheap identity of a stage's input files.
+
+    A training stage resumes its saved state only when this is unchanged, so a re-run on new inputs (same paths,
+    new contents) starts over instead of "resuming" the finished run of the old inputs.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
