@@ -39,6 +39,8 @@ def test_results_table(demo_run):
     root = repo / "data/synthetic/VOCdevkit/VOC2012"
     baseline = constant_background_miou(root, "train")
     assert float(rows["seed"]["mIoU"]) > baseline + 10, (rows["seed"]["mIoU"], baseline)
+    # As on VOC, the AffinityNet random walk improves on the seeds it starts from (issue 5).
+    assert float(rows["mask"]["mIoU"]) > float(rows["seed"]["mIoU"]) + 2, (rows["mask"]["mIoU"], rows["seed"]["mIoU"])
     assert float(rows["segmentation"]["mIoU"]) > constant_background_miou(root, "val") + 3
     assert (repo / "results/metrics.json").is_file()
     assert (repo / "results/report.html").stat().st_size > 10_000
