@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
 
         module = stage_module(args.stage)
         params = load_params(args.params or ["params.yaml"])
+        if os.environ.get("DVC_STAGE") and args.stage != "export-dvc":
+            # Run by `dvc repro` / `dvc exp run`: the stage must belong to the pipeline these params describe.
+            from ppcseg.workflow.export_dvc import check_dvc_yaml
+
+            check_dvc_yaml(Path(os.environ.get("DVC_ROOT", ".")), args.params or ["params.yaml"])
         set_threads(args.threads)
         module.run(args, params)
     except (InputError, OSError) as err:

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.workflow
 SEAM_MASKS = {"affinity_labels", "train_affinity", "random_walk"}
 
 
-def dry_run_rules(*configfiles: str) -> set[str]:
-    proc = snakemake(REPO, "results/voc_miou.csv", "-n", "--forceall", "--configfile", *configfiles)
+def dry_run_rules(*configfiles: str, repo=REPO, forceall=True) -> set[str]:
+    """The rules of the jobs a dry run would run (all of the DAG with forceall)."""
+    proc = snakemake(
+        repo, "results/voc_miou.csv", "-n", *(["--forceall"] if forceall else []), "--configfile", *configfiles
+    )
+    if "Job stats:" not in proc.stdout:
+        return set()
     lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()
     return {line.split()[0] for line in lines[3:] if line.strip()}
 
@@ -38,6 +43,16 @@ def test_demo_eps_ppc_route_dag():
     rules = dry_run_rules("config/demo.yaml", "config/demo_eps_ppc.yaml")
     assert {"make_synthetic_voc", "pretrain_backbone", "train_cam", "crf_masks", "train_seg"} <= rules
     assert not SEAM_MASKS & rules and "prepare_saliency" not in rules  # the generator writes the saliency maps
+
+
+def test_switching_a_finished_demo_to_eps_ppc_reruns_from_train_cam(demo_run):
+    """The overlay changes train_cam's settings: it and what follows re-run; data and pretraining are kept (adding an
+    overlay to the params files must not by itself re-run every job)."""
+    repo, _ = demo_run
+    assert dry_run_rules("config/demo.yaml", repo=repo, forceall=False) == set()
+    rules = dry_run_rules("config/demo.yaml", "config/demo_eps_ppc.yaml", repo=repo, forceall=False)
+    assert {"train_cam", "infer_cam", "crf_masks", "eval_masks", "train_seg", "collect_results"} <= rules
+    assert not rules & {"make_synthetic_voc", "pretrain_backbone", *SEAM_MASKS}
 
 
 def test_export_dvc_follows_the_route(tmp_path):

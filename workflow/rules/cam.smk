@@ -32,7 +32,7 @@ rule train_cam:
         mem_mb=scaled(32000, 2000),
         runtime=scaled(1440, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("seed", "cam"),
         weights=opt_flag("--weights", CAM_WEIGHTS),
         saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
@@ -59,7 +59,7 @@ rule infer_cam:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("infer_cam"),
     shell:
         "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data} "
@@ -87,7 +87,7 @@ rule eval_seeds:
         mem_mb=scaled(8000, 1000),
         runtime=scaled(120, 10),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("seeds"),
     shell:
         "ppcseg eval-seeds {params.params_files} --data {input.data} --cams {input.cams} "

@@ -43,6 +43,15 @@ SYNTHETIC = config["data"]["source"] == "synthetic"
 SALIENCY = f"{ROOT}/SaliencyMaps" if SYNTHETIC else "data/saliency"
 
 
+def params_args(wildcards, input):
+    """The `--params` flags of every stage command.
+
+    A function of `input`, so Snakemake counts it as derived and leaves it out of its params re-run trigger: adding
+    an overlay then re-runs only the jobs whose `settings` values change, not every job down to the downloads.
+    """
+    return PARAMS_ARGS
+
+
 def lookup(key):
     value = config
     for part in key.split("."):

@@ -21,7 +21,7 @@ if SYNTHETIC:
         conda:
             "../../envs/ppcseg.yaml"
         params:
-            params_files=PARAMS_ARGS,
+            params_files=params_args,
             settings=settings("data.root", "data.synthetic"),
         shell:
             "ppcseg make-synthetic-voc {params.params_files} --out {output} --log-file {log}"
@@ -42,7 +42,7 @@ if SYNTHETIC:
             mem_mb=2000,
             runtime=30,
         params:
-            params_files=PARAMS_ARGS,
+            params_files=params_args,
             settings=settings(
                 "seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size"
             ),
@@ -64,7 +64,7 @@ else:
         conda:
             "../../envs/ppcseg.yaml"
         params:
-            params_files=PARAMS_ARGS,
+            params_files=params_args,
             settings=settings("data.root", "data.sources.voc", "data.sources.sbd"),
         shell:
             "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc} --sbd-archive {input.sbd} "
@@ -81,7 +81,7 @@ else:
         conda:
             "../../envs/ppcseg.yaml"
         params:
-            params_files=PARAMS_ARGS,
+            params_files=params_args,
             settings=settings("data.sources.saliency"),
         shell:
             "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log-file {log}"
@@ -102,7 +102,7 @@ for _source, _path in DOWNLOADS.items():
         conda:
             "../../envs/ppcseg.yaml"
         params:
-            params_files=PARAMS_ARGS,
+            params_files=params_args,
             source=_source,
             settings=settings(f"data.sources.{_source}"),
         shell:

@@ -19,7 +19,7 @@ rule affinity_labels:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
     shell:
         "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
@@ -54,7 +54,7 @@ rule train_affinity:
         mem_mb=scaled(32000, 2000),
         runtime=scaled(1440, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("seed", "cam.backbone", "affinity"),
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
@@ -80,7 +80,7 @@ rule random_walk:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("random_walk"),
     shell:
         "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
@@ -103,7 +103,7 @@ rule crf_masks:
         mem_mb=scaled(16000, 2000),
         runtime=scaled(600, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("crf_masks"),
     shell:
         "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
@@ -126,7 +126,7 @@ rule eval_masks:
         mem_mb=scaled(8000, 1000),
         runtime=scaled(60, 10),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("masks"),
     shell:
         "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log-file {log}"

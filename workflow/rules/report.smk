@@ -29,7 +29,7 @@ rule collect_results:
     conda:
         "../../envs/ppcseg.yaml"
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
     shell:
         "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log-file {log}"
 
@@ -62,7 +62,7 @@ rule report:
     conda:
         "../../envs/ppcseg.yaml"
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("report"),
     shell:
         "ppcseg report {params.params_files} --data {input.data} --csv {input.csv} --cams {input.cams} "

@@ -21,7 +21,7 @@ rule train_seg:
         mem_mb=scaled(32000, 3000),
         runtime=scaled(1440, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("seed", "segmentation"),
         weights=opt_flag("--weights", SEG_WEIGHTS),
         launch=lambda wildcards, resources: launcher(resources),
@@ -52,7 +52,7 @@ rule eval_seg:
         mem_mb=scaled(16000, 3000),
         runtime=scaled(240, 30),
     params:
-        params_files=PARAMS_ARGS,
+        params_files=params_args,
         settings=settings("segmentation"),
     shell:
         "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "

@@ -8,6 +8,7 @@ keys the rule declares (its `settings` param) and its outputs as outs. Small fil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from ppcseg.config import read_yaml
+from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
 
 PARAMS_SECTIONS: tuple[str, ...] = ()
@@ -130,6 +132,46 @@ def render(snakefile: Path, params_files: list[str]) -> str:
     outputs = [str(out) for job in jobs for out in job.output]
     document = {"stages": stages, "metrics": ["results/metrics.json"], "plots": route_plots(outputs)}
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=120)
+
+
+def _dag_inputs_digest(root: Path, params_files: list[str]) -> str:
+    """Hash of everything the generated dvc.yaml depends on: itself, the params files and the workflow files."""
+    files = [root / "dvc.yaml", root / "Snakefile", *sorted((root / "workflow").rglob("*.smk"))]
+    files += [root / f for f in params_files]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def check_dvc_yaml(root: Path, params_files: list[str]) -> None:
+    """Refuse to run a stage of a dvc.yaml generated for another DAG than the params files now give.
+
+    DVC runs the stages written in dvc.yaml; a route switch in params.yaml (cam.method, the segmentation config, the
+    dataset) changes which stages exist, so a stale dvc.yaml would run the wrong pipeline. The first stage that runs
+    re-renders the DAG (about 3 s); later stages find the verdict cached under .dvc/tmp.
+    """
+    if not (root / "dvc.yaml").is_file():  # a stage of another project's dvc.yaml
+        return
+    digest = _dag_inputs_digest(root, params_files)
+    stamp = root / ".dvc" / "tmp" / "ppcseg-dvc-yaml-checked"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    found = yaml.safe_load((root / "dvc.yaml").read_text()) or {}
+    expected = yaml.safe_load(render(root / "Snakefile", params_files))
+    if found != expected:
+        have, want = found.get("stages") or {}, expected["stages"]
+        differences = [f"missing stages {sorted(set(want) - set(have))}"] if set(want) - set(have) else []
+        differences += [f"extra stages {sorted(set(have) - set(want))}"] if set(have) - set(want) else []
+        changed = sorted(name for name in set(have) & set(want) if have[name] != want[name])
+        differences += [f"changed stages {changed}"] if changed else []
+        params_args = " ".join(f"--params {f}" for f in params_files)
+        raise InputError(
+            f"{root / 'dvc.yaml'}: generated for another pipeline than the params files give "
+            f"({'; '.join(differences) or 'metrics or plots differ'}); regenerate it with "
+            f"`ppcseg export-dvc {params_args} --out dvc.yaml` and run dvc again"
+        )
+    write_text(stamp, digest)
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
