@@ -82,7 +82,9 @@ def redirect_output(path: str) -> TextIO:
     sys.stderr.flush()
     # Every process appends (so DDP ranks never overwrite each other's lines); rank 0 (torchrun or srun) starts the
     # file afresh.
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    from ppcseg.utils.runtime import env_ranks
+
+    rank, _, _ = env_ranks()
     mode = os.O_APPEND | (os.O_TRUNC if rank == 0 else 0)
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
     os.dup2(log_fd, 1)

@@ -28,15 +28,10 @@ def crf_from_probs(
     bilateral_compat: float = 10,
 ) -> np.ndarray:
     """Soft CRF: unary = -log(probs). image uint8 (H, W, 3), probs float (C, H, W). Returns (C, H, W) float32."""
-    dcrf = _densecrf()
-    n_labels, height, width = probs.shape
-    crf = dcrf.DenseCRF2D(width, height, n_labels)
-    unary = -np.log(np.clip(probs, 1e-8, None)).reshape(n_labels, -1).astype(np.float32)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary))
-    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat)
-    q = crf.inference(iters)
-    return np.asarray(q, dtype=np.float32).reshape(n_labels, height, width)
+    n_labels = probs.shape[0]
+    unary = -np.log(np.clip(probs, 1e-8, None)).reshape(n_labels, -1)
+    pairwise = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
+    return _mean_field(image, unary, probs.shape[1:], iters, *pairwise)
 
 
 def crf_from_labels(
@@ -56,13 +51,29 @@ def crf_from_labels(
 
     Returns (n_labels, H, W) float32 marginals.
     """
-    dcrf = _densecrf()
+    _densecrf()  # the clear error when pydensecrf is missing
     from pydensecrf.utils import unary_from_labels
 
-    height, width = labels.shape
-    crf = dcrf.DenseCRF2D(width, height, n_labels)
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
+    pairwise = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
+    return _mean_field(image, unary, labels.shape, iters, *pairwise)
+
+
+def _mean_field(
+    image: np.ndarray,
+    unary: np.ndarray,
+    shape: tuple[int, int],
+    iters: int,
+    gaussian_sxy: float,
+    gaussian_compat: float,
+    bilateral_sxy: float,
+    bilateral_srgb: float,
+    bilateral_compat: float,
+) -> np.ndarray:
+    """Dense CRF inference from a (C, H*W) unary energy with the Gaussian and bilateral kernels: (C, H, W) float32."""
+    n_labels, (height, width) = unary.shape[0], shape
+    crf = _densecrf().DenseCRF2D(width, height, n_labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
     crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat)
     q = crf.inference(iters)

@@ -26,6 +26,7 @@ from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import stat_fingerprint, write_json
+from ppcseg.utils.runtime import env_ranks
 
 PARAMS_SECTIONS: tuple[str, ...] = ("seed", "segmentation")
 TRAIN_SPLIT = "train_aug"
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "masks_files": stat_fingerprint(pseudo_mask_paths(args.data, args.masks), Path(args.masks)),
         "weights": None if args.weights is None else stat_fingerprint([Path(args.weights).resolve()], Path("/")),
     }
-    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # before the Runner starts dist
+    if env_ranks()[0] == 0:  # before the Runner starts dist
         reset_if_stale(args.work_dir, fingerprint)
     if args.weights is None and cfg.model.backbone.get("arch") != "tiny":
         log.warning("train-seg: no --weights given, the backbone starts from random initialisation")

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ppcseg.utils.errors import InputError
+from ppcseg.utils.runtime import env_ranks
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,9 @@ class DistInfo:
         return self.world_size > 1
 
 
-def _env_ranks() -> tuple[int, int, int]:
-    env = os.environ
-    if "WORLD_SIZE" in env and "RANK" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
-    if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
-        return int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"]), int(env.get("SLURM_LOCALID", 0))
-    return 0, 1, 0
-
-
 def init_distributed() -> DistInfo:
     """Join the process group when launched with several processes; pick this process's device."""
-    rank, world_size, local_rank = _env_ranks()
+    rank, world_size, local_rank = env_ranks()
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -13,6 +13,18 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def env_ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process: torchrun's RANK / WORLD_SIZE / LOCAL_RANK, else srun's
+    SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID (a batch script without srun stays one process), else (0, 1, 0).
+    """
+    env = os.environ
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"]), int(env.get("SLURM_LOCALID", 0))
+    return 0, 1, 0
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
