@@ -42,7 +42,8 @@ rule report:
         cams="work/cam/cams",
         masks=MASKS,
         checkpoint="work/seg/checkpoint.pth",
-        curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"],
+        curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"]
+        + (["results/train_affinity_loss.csv"] if METHOD == "seam" else []),
     output:
         html=report(
             "results/report.html",
