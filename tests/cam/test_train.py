@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
+from PIL import Image
 
 from ppcseg.cam.train import (
     CamTrainSet,
@@ -270,3 +271,19 @@ def test_foreign_or_corrupt_states_are_not_resumed(voc: Path, tmp_path: Path, ca
     assert "resuming" not in caplog.text
     _, rows = read_csv(tmp_path / "loss.csv")
     assert rows[:, 0].tolist() == [0, 1, 2, 3] and rows[0, 1] == pytest.approx(0.01)
+
+
+def test_new_images_in_the_same_folder_train_afresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A finished run is not "resumed" when the data changed under the same paths (after an upstream re-run)."""
+    voc = make_tiny_voc(tmp_path / "voc", n=8)
+    cam = tiny_cam_params(max_steps=4, checkpoint_every=2)
+    run_train(voc, tmp_path / "run", cam)
+    first = torch.load(tmp_path / "run" / "cam.pt", weights_only=True)["model"]
+    image = next(iter(sorted((voc / "JPEGImages").iterdir())))
+    flipped = np.ascontiguousarray(np.asarray(Image.open(image))[:, ::-1])
+    Image.fromarray(flipped).save(image, quality=95)
+    with caplog.at_level(logging.INFO, logger="ppcseg"):
+        run_train(voc, tmp_path / "run", cam)
+    assert "resuming" not in caplog.text and "other settings" in caplog.text
+    second = torch.load(tmp_path / "run" / "cam.pt", weights_only=True)["model"]
+    assert any(not torch.equal(first[k], second[k]) for k in first)

@@ -48,7 +48,7 @@ from ppcseg.utils.distributed import (
     shutdown_distributed,
 )
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import atomic_path
+from ppcseg.utils.io import atomic_path, stat_fingerprint
 from ppcseg.utils.progress import progress
 
 PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam")
@@ -285,6 +285,25 @@ def run_meta(cam: dict[str, Any], seed: int, max_steps: int, n_images: int) -> d
     return cam_net_meta(cam) | {"seed": seed, "max_steps": max_steps, "num_images": n_images}
 
 
+def input_fingerprints(
+    root: Path, ids: list[str], saliency_dir: Path | None, weights: Path | None
+) -> dict[str, str | None]:
+    """Names, sizes and mtimes of what training reads, so that a saved state is resumed only on the same inputs.
+
+    A re-run on new data in the same folders (same paths, new contents) must start over, not resume or return the
+    finished run of the old data.
+    """
+    dirs = voc_dirs(root)
+    images = [dirs["images"] / f"{image_id}.jpg" for image_id in ids] + [dirs["labels"]]
+    return {
+        "images": stat_fingerprint(images, root),
+        "saliency": None
+        if saliency_dir is None
+        else stat_fingerprint([saliency_dir / f"{i}.png" for i in ids], saliency_dir),
+        "weights": None if weights is None else stat_fingerprint([weights], weights.parent),
+    }
+
+
 def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def strip(meta: dict[str, Any]) -> dict[str, Any]:
         cam = {k: v for k, v in meta.get("cam_params", {}).items() if k not in EXECUTION_ONLY}
@@ -305,7 +324,7 @@ def latest_state(state_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None
             log.warning("skipping state %s: %s", name, err)
             continue
         if not _same_run(state["meta"], meta):
-            log.warning("%s: state of a run with other settings; starting from scratch", state_dir / name)
+            log.warning("%s: state of a run with other settings or inputs; starting from scratch", state_dir / name)
             return None
         return state
     return None
@@ -364,6 +383,12 @@ def train(
     max_steps = total_steps(cam, len(ids))
     mine = local_slice(cam["batch_size"], info)
     meta = run_meta(cam, seed, max_steps, len(ids))
+    meta["inputs"] = input_fingerprints(
+        Path(root),
+        ids,
+        Path(saliency_dir) if cam["method"] == "eps" else None,
+        Path(weights) if cam["pretrained"] else None,
+    )
 
     torch.manual_seed(seed)  # head initialisation
     net = build_cam_net(cam, weights if cam["pretrained"] else None).to(info.device)
