@@ -108,3 +108,31 @@ def test_experiment_with_a_changed_param(dvc_repo):
     assert status.returncode == 0, status.stdout
     # Fixed: train-seg's run fingerprint covers the pseudo-masks' files (names, sizes, mtimes), not only their path.
     assert not stale_resume, "train_seg resumed the baseline's finished run although its pseudo-masks changed"
+
+
+@pytest.mark.slow
+def test_route_switch_with_dvc(dvc_repo):
+    """Switching the demo to EPS in params.yaml: `dvc repro` on the old dvc.yaml stops with the regeneration command;
+    after `ppcseg export-dvc` it re-runs train_cam and after (CRF masks instead of the random walk), nothing upstream."""
+    params = dvc_repo / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  method: seam ", "  method: eps  ", 1))
+        refused = dvc(dvc_repo, "repro", check=False, timeout=PIPELINE_TIMEOUT_S)
+        assert refused.returncode != 0
+        output = refused.stdout + refused.stderr
+        assert "generated for another pipeline" in output and "missing stages ['crf_masks']" in output, output
+        assert "ppcseg export-dvc --params params.yaml --params config/demo.yaml --out dvc.yaml" in output
+        run([str(BIN / "ppcseg"), "export-dvc", *DEMO_PARAMS, "--out", "dvc.yaml"], dvc_repo)
+        proc = dvc(dvc_repo, "repro", timeout=PIPELINE_TIMEOUT_S)
+        ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
+        assert {"train_cam", "infer_cam", "crf_masks", "eval_masks", "train_seg", "collect_results"} <= ran, ran
+        assert not ran & {"make_synthetic_voc", "pretrain_backbone", "affinity_labels", "random_walk"}, ran
+        rows = (dvc_repo / "results/voc_miou.csv").read_text()
+        assert "masks=crf" in rows
+        assert dvc(dvc_repo, "status", "--quiet", check=False).returncode == 0
+    finally:
+        # Back to the baseline for the other tests of the module: its params, dvc.yaml, dvc.lock and outputs.
+        run(["git", "checkout", "--", "."], dvc_repo)
+        dvc(dvc_repo, "checkout", "--force")
+    assert dvc(dvc_repo, "status", "--quiet", check=False).returncode == 0

@@ -169,7 +169,8 @@ def check_dvc_yaml(root: Path, params_files: list[str]) -> None:
         raise InputError(
             f"{root / 'dvc.yaml'}: generated for another pipeline than the params files give "
             f"({'; '.join(differences) or 'metrics or plots differ'}); regenerate it with "
-            f"`ppcseg export-dvc {params_args} --out dvc.yaml` and run dvc again"
+            f"`ppcseg export-dvc {params_args} --out dvc.yaml` and run dvc again (DVC removed this stage's outputs "
+            "before starting it: `dvc checkout` and `git checkout -- results` bring them back)"
         )
     write_text(stamp, digest)
 
