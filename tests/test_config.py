@@ -1,0 +1,74 @@
+"""params.yaml and overlays: merge order, validation messages that name the key, unreadable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ppcseg.config import REPO_ROOT, deep_merge, load_params, read_yaml
+from ppcseg.utils.errors import ParamsError
+
+PARAMS = REPO_ROOT / "params.yaml"
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_deep_merge_replaces_lists_and_merges_mappings():
+    base = {"cam": {"lr": 0.01, "resize_long": [448, 768], "eps": {"lambda_fg": 0.5}}, "seed": 0}
+    merged = deep_merge(base, {"cam": {"resize_long": [96, 128], "eps": {"saliency_threshold": 0.4}}})
+    assert merged == {
+        "cam": {"lr": 0.01, "resize_long": [96, 128], "eps": {"lambda_fg": 0.5, "saliency_threshold": 0.4}},
+        "seed": 0,
+    }
+    assert base["cam"]["resize_long"] == [448, 768]  # the inputs are left untouched
+
+
+def test_overlays_apply_in_order(tmp_path):
+    first = write(tmp_path / "a.yaml", {"cam": {"batch_size": 4, "lr": 0.02}})
+    second = write(tmp_path / "b.yaml", {"cam": {"batch_size": 2}})
+    cam = load_params([PARAMS, first, second])["cam"]
+    assert (cam["batch_size"], cam["lr"]) == (2, 0.02)
+    assert load_params([PARAMS])["cam"]["batch_size"] == 8
+
+
+def test_read_yaml_matches_pyyaml_on_every_committed_params_file():
+    for path in [PARAMS, *sorted((REPO_ROOT / "config").rglob("*.yaml"))]:
+        assert read_yaml(path) == (yaml.safe_load(path.read_text()) or {}), path
+
+
+@pytest.mark.parametrize(
+    "overlay,message",
+    [
+        ({"cam": {"batch_size": -1}}, "cam.batch_size: -1 is less than the minimum of 1"),
+        ({"cam": {"lr": "fast"}}, "cam.lr: 'fast' is not of type 'number'"),
+        ({"cam": {"batch_sise": 8}}, "unknown key cam.batch_sise"),
+        ({"cam": {"method": "cam"}}, "cam.method: 'cam' is not one of"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, overlay, message):
+    bad = write(tmp_path / "bad.yaml", overlay)
+    with pytest.raises(ParamsError) as err:
+        load_params([PARAMS, bad])
+    assert message in str(err.value) and str(bad) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [("cam: [unclosed", "not valid YAML"), ("- a\n- b\n", "must hold a mapping of parameter names, got list")],
+)
+def test_unreadable_params_files(tmp_path, text, message):
+    bad = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ParamsError, match=message):
+        read_yaml(bad)
+
+
+def test_missing_params_file_and_no_file(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        read_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ParamsError, match="no params file given"):
+        load_params([])
