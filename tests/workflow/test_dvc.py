@@ -100,7 +100,8 @@ def test_experiment_with_a_changed_param(dvc_repo):
     assert len(recorded) == 1, experiments
     assert "results/metrics.json" in recorded[0][1].get("metrics", {}), recorded
     # A re-run stage must train on its new inputs, not resume the baseline's finished run from its work folder.
-    stale_resume = "Auto resumed" in (dvc_repo / "logs/train_seg.log").read_text()
+    # ("Auto resumed from the latest checkpoint None." is mmengine's line for a fresh start; this one means a resume.)
+    stale_resume = "resumed epoch:" in (dvc_repo / "logs/train_seg.log").read_text()
     # Leave the workspace as the other tests of the module expect it: the baseline's params and outputs.
     dvc(dvc_repo, "exp", "apply", "HEAD")
     assert "sampling: random" in (dvc_repo / "params.yaml").read_text()
