@@ -140,7 +140,7 @@ def _dag_inputs_digest(root: Path, params_files: list[str]) -> str:
     files += [root / f for f in params_files]
     digest = hashlib.sha256()
     for file in files:
-        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+        digest.update(str(file).encode() + b"\0" + file.read_bytes() + b"\0")  # params paths may lie outside root
     return digest.hexdigest()
 
 
