@@ -2,7 +2,9 @@
 
 The node declares one GPU gres backed by a placeholder file, so GPU requests are accepted and scheduled (one GPU job at
 a time) although nothing uses a GPU. Accounting is off, as on many small clusters; that is why the profile checks job
-status with squeue. Everything lives under one temporary folder and is stopped and removed by `stop()`.
+status with squeue. `MinJobAge=86400` keeps every finished job's record for a day: with the old 600 s, a demo run
+slower than 10 minutes lost its first jobs' records before the tests read them (Slurm 22.05 turns 0, "never purge",
+into 2 s). Everything lives under one temporary folder and is stopped and removed by `stop()`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.timing import HANG_GUARD_S
 
 SYSTEM_CONF_DIR = Path("/etc/slurm")
 SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "munged")
@@ -77,7 +81,7 @@ JobCompType=jobcomp/none
 ReturnToService=2
 SchedulerParameters=defer_batch
 SchedulerTimeSlice=5
-MinJobAge=600
+MinJobAge=86400
 InactiveLimit=0
 KillWait=5
 NodeName={self.host} CPUs={self.cpus} RealMemory={self.memory_mb} Gres=gpu:1 State=UNKNOWN
@@ -99,7 +103,7 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             link.symlink_to(self.root / name)
             self.links.append(link)
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = HANG_GUARD_S) -> None:
         self._write_config()
         self._install_default_config()
         env = dict(os.environ, **self.env)
@@ -119,7 +123,7 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 stderr=subprocess.DEVNULL,
             )
         )
-        self._wait_for(lambda: (munge_dir / "munge.socket").exists(), 20, "munged")
+        self._wait_for(lambda: (munge_dir / "munge.socket").exists(), HANG_GUARD_S, "munged")
         for daemon in ("slurmctld", "slurmd"):
             self.processes.append(
                 subprocess.Popen(
@@ -146,13 +150,12 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         raise RuntimeError(f"timed out waiting for {what}; logs in {self.root}/log")
 
     def scontrol_job(self, job_id: str) -> dict[str, str]:
-        out = subprocess.run(
-            ["scontrol", "show", "job", "-o", job_id],
-            env=dict(os.environ, **self.env),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        proc = subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], env=dict(os.environ, **self.env), capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"slurmctld has no record of job {job_id}: {proc.stderr.strip()}")
+        out = proc.stdout
         fields = {}
         for token in out.split():
             if "=" in token:
@@ -168,7 +171,7 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.processes):
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=15)  # hang guard exempt: a daemon slow to stop is then killed
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
