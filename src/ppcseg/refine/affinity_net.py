@@ -1,8 +1,10 @@
-"""AffinityNet (PSA, spec 4.3 step 3): pixel affinities from backbone features at stride 8.
+"""AffinityNet (PSA): pixel affinities from backbone features at stride 8 (docs/faithfulness.md).
 
 Features: ELU(1x1 conv4) ⊕ ELU(1x1 conv5) ⊕ ELU(1x1 conv6) -> ELU(1x1 fuse); for ResNet-38 the widths are 64, 128,
 256 -> 448 (conv4/8, conv5/8, conv6/16 of its 512/1024/4096 channels; other backbones use the same ratios).
 Affinity of a pixel pair: a_ij = exp(-mean_c |f_i - f_j|), for pairs within a radius (34 forward offsets for 5).
+As in the official code, pairs start only from rows 0..h-1-f and columns f..w-1-f (f = radius - 1), and maps whose
+shorter side is under 2 * radius + 1 use radius (side - 1) // 2; `all_pairs` takes every in-image pair instead.
 The backbone's own train() keeps its BatchNorm frozen and early layers fixed, as the official ResNet-38 does.
 """
 
@@ -62,13 +64,28 @@ def pair_offsets(radius: int) -> list[tuple[int, int]]:
     return offsets
 
 
+def official_radius(radius: int, height: int, width: int) -> int:
+    """The radius the official AffinityNet uses on an h x w map: (shorter side - 1) // 2 when that side is under
+    2 * radius + 1 (its start-pixel region would otherwise be empty), else `radius`."""
+    side = min(height, width)
+    return (side - 1) // 2 if side < 2 * radius + 1 else radius
+
+
 @lru_cache(maxsize=32)
-def _pairs(radius: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(radius: int, height: int, width: int, all_pairs: bool) -> tuple[np.ndarray, np.ndarray]:
     grid = np.arange(height * width).reshape(height, width)
+    if not all_pairs:
+        radius = official_radius(radius, height, width)
+    border = radius - 1
     src, dst = [], []
     for dy, dx in pair_offsets(radius):
-        y0, y1 = 0, height - dy
-        x0, x1 = max(0, -dx), min(width, width - dx)
+        if all_pairs:
+            y0, y1 = 0, height - dy
+            x0, x1 = max(0, -dx), min(width, width - dx)
+        else:
+            # One start region for every offset: its targets stay inside the image for any |dx|, dy <= border.
+            y0, y1 = 0, height - border
+            x0, x1 = border, width - border
         if y1 <= y0 or x1 <= x0:
             continue
         src.append(grid[y0:y1, x0:x1].reshape(-1))
@@ -77,9 +94,12 @@ def _pairs(radius: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray
     return (np.concatenate(src) if src else empty), (np.concatenate(dst) if dst else empty)
 
 
-def pair_indices(radius: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat (from, to) pixel indices of every in-image pair within the radius, each unordered pair once."""
-    src, dst = _pairs(radius, height, width)
+def pair_indices(radius: int, height: int, width: int, *, all_pairs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat (from, to) pixel indices of the pairs within the radius, each unordered pair once, grouped by offset.
+
+    Default: the official pair set (see the module docstring); `all_pairs`: every in-image pair.
+    """
+    src, dst = _pairs(radius, height, width, all_pairs)
     return torch.from_numpy(src), torch.from_numpy(dst)
 
 
@@ -90,12 +110,14 @@ def pair_affinity(features: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) 
     return torch.exp(-(flat[:, :, src] - flat[:, :, dst]).abs().mean(dim=1))
 
 
-def sparse_affinity(features: torch.Tensor, radius: int, beta: float) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Symmetric affinity matrix of one image (h*w, h*w), sparse COO: a_ij^beta within the radius, 1 on the diagonal,
-    0 elsewhere. `features` is (1, D, h, w)."""
+def sparse_affinity(
+    features: torch.Tensor, radius: int, beta: float, *, all_pairs: bool = False
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Symmetric affinity matrix of one image (h*w, h*w), sparse COO: a_ij^beta on the pairs of `pair_indices`, 1 on
+    the diagonal, 0 elsewhere. `features` is (1, D, h, w)."""
     _, _, height, width = features.shape
     n = height * width
-    src, dst = pair_indices(radius, height, width)
+    src, dst = pair_indices(radius, height, width, all_pairs=all_pairs)
     aff = pair_affinity(features, src, dst)[0].pow(beta)
     diag = torch.arange(n)
     rows = torch.cat([src, dst, diag]).to(features.device)

@@ -1,4 +1,11 @@
-"""Dense CRF (Kraehenbuehl and Koltun) through pydensecrf2, in the two forms the PPC pipeline uses."""
+"""Dense CRF (Kraehenbuehl and Koltun) through pydensecrf2, in the two forms the PPC pipeline uses.
+
+The kernels' feature vectors come in one of two orders, as in the official code (docs/faithfulness.md):
+(x, y[, r, g, b]) from `DenseCRF2D.addPairwiseGaussian` / `addPairwiseBilateral` (EPS masks, segmentation test), or
+(y, x[, r, g, b]) from `pydensecrf.utils.create_pairwise_gaussian` / `create_pairwise_bilateral` (the la/ha maps).
+The kernels are equal, but the permutohedral lattice that approximates them is not symmetric in the feature order,
+so the two give slightly different marginals.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +53,11 @@ def crf_from_labels(
     bilateral_sxy: float = 80,
     bilateral_srgb: float = 13,
     bilateral_compat: float = 10,
+    yx_features: bool = True,
 ) -> np.ndarray:
     """Hard-label CRF (unary from labels with confidence gt_prob). labels int (H, W) in 0..n_labels-1.
 
+    `yx_features`: kernels in (y, x, ...) order as the official la/ha maps build them; False: (x, y, ...).
     Returns (n_labels, H, W) float32 marginals.
     """
     _densecrf()  # the clear error when pydensecrf is missing
@@ -56,7 +65,7 @@ def crf_from_labels(
 
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
     pairwise = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
-    return _mean_field(image, unary, labels.shape, iters, *pairwise)
+    return _mean_field(image, unary, labels.shape, iters, *pairwise, yx_features=yx_features)
 
 
 def _mean_field(
@@ -69,12 +78,31 @@ def _mean_field(
     bilateral_sxy: float,
     bilateral_srgb: float,
     bilateral_compat: float,
+    yx_features: bool = False,
 ) -> np.ndarray:
-    """Dense CRF inference from a (C, H*W) unary energy with the Gaussian and bilateral kernels: (C, H, W) float32."""
+    """Dense CRF inference from a (C, H*W) unary energy with the Gaussian and bilateral kernels: (C, H, W) float32.
+
+    The kernels' features are (x, y, r, g, b), or (y, x, r, g, b) with `yx_features` (see the module docstring).
+    """
+    dcrf = _densecrf()
     n_labels, (height, width) = unary.shape[0], shape
-    crf = _densecrf().DenseCRF2D(width, height, n_labels)
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat)
+    if yx_features:
+        from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
+
+        # Same kernel type and normalisation as the addPairwise* defaults; only the feature order differs.
+        kind = {"kernel": dcrf.DIAG_KERNEL, "normalization": dcrf.NORMALIZE_SYMMETRIC}
+        gaussian = create_pairwise_gaussian(sdims=(gaussian_sxy, gaussian_sxy), shape=(height, width))
+        crf.addPairwiseEnergy(gaussian, compat=gaussian_compat, **kind)
+        bilateral = create_pairwise_bilateral(
+            sdims=(bilateral_sxy, bilateral_sxy), schan=(bilateral_srgb,) * 3, img=_writable(image), chdim=2
+        )
+        crf.addPairwiseEnergy(bilateral, compat=bilateral_compat, **kind)
+    else:
+        crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+        crf.addPairwiseBilateral(
+            sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat
+        )
     q = crf.inference(iters)
     return np.asarray(q, dtype=np.float32).reshape(n_labels, height, width)
