@@ -5,13 +5,7 @@ CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrai
 
 rule train_cam:
     input:
-        code(
-            "cam/train.py",
-            "cam/augment.py",
-            "models",
-            "losses",
-            "utils/distributed.py",
-        ),
+        code("train-cam"),
         data=ROOT,
         weights=CAM_WEIGHTS,
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
@@ -33,7 +27,7 @@ rule train_cam:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("seed", "cam"),
+        settings=settings("train-cam"),
         weights=opt_flag("--weights", CAM_WEIGHTS),
         saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
         launch=lambda wildcards, resources: launcher(resources),
@@ -44,7 +38,7 @@ rule train_cam:
 
 rule infer_cam:
     input:
-        code("cam/infer.py"),
+        code("infer-cam"),
         data=ROOT,
         checkpoint="work/cam/checkpoint.pt",
     output:
@@ -60,7 +54,7 @@ rule infer_cam:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
-        settings=settings("infer_cam"),
+        settings=settings("infer-cam"),
     shell:
         "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data} "
         "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
@@ -68,7 +62,7 @@ rule infer_cam:
 
 rule eval_seeds:
     input:
-        code("evaluation/seeds.py", "evaluation/miou.py"),
+        code("eval-seeds"),
         data=ROOT,
         cams="work/cam/cams",
     output:
@@ -88,7 +82,7 @@ rule eval_seeds:
         runtime=scaled(120, 10),
     params:
         params_files=params_args,
-        settings=settings("seeds"),
+        settings=settings("eval-seeds"),
     shell:
         "ppcseg eval-seeds {params.params_files} --data {input.data} --cams {input.cams} "
         "--out-metrics {output.metrics} --out-curve {output.curve} --log-file {log}"

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from ppcseg.config import load_params
+from ppcseg.workflow import stage_deps
 from ppcseg.utils.errors import ParamsError
 
 # params.yaml first, then the overlays given with --configfile, exactly as Snakemake merged them into `config`.
@@ -41,6 +42,8 @@ ROOT = config["data"]["root"]
 METHOD = config["cam"]["method"]
 SYNTHETIC = config["data"]["source"] == "synthetic"
 SALIENCY = f"{ROOT}/SaliencyMaps" if SYNTHETIC else "data/saliency"
+# The package sources the stages run (ppcseg is installed editable from here).
+SRC = Path("src")
 
 
 def params_args(wildcards, input):
@@ -52,28 +55,26 @@ def params_args(wildcards, input):
     return PARAMS_ARGS
 
 
-def lookup(key):
+def config_value(key):
+    """The merged params value at a dotted key."""
     value = config
     for part in key.split("."):
         value = value[part]
     return value
 
 
-def settings(*keys):
-    """The params keys (dotted) a stage reads; as a param of its rule, Snakemake re-runs the job when they change.
-
-    export-dvc turns the same keys into the DVC stage's `params:`.
+def settings(stage, **fields):
+    """The params keys the stage's module declares (PARAMS_KEYS, `{field}`s filled in) with their values; as a param
+    of its rule, Snakemake re-runs the job when they change. export-dvc turns the same keys into the DVC `params:`.
     """
-    return json.dumps({key: lookup(key) for key in keys}, sort_keys=True)
+    keys = [key.format(**fields) for key in stage_deps.params_keys(stage, SRC)]
+    return json.dumps({key: config_value(key) for key in keys}, sort_keys=True)
 
 
-def code(*paths):
-    """Source files of a stage as inputs, so that editing the stage's code re-runs it (DVC lists them as deps)."""
-    files = []
-    for path in paths:
-        p = Path("src/ppcseg") / path
-        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
-    return files
+def code(stage):
+    """Every package file the stage runs (its module's import closure) as inputs: editing one re-runs the stage
+    (DVC lists them as deps)."""
+    return list(stage_deps.code_files(stage, SRC))
 
 
 def backbone_weights(backbone, pretrained=True):

@@ -13,7 +13,7 @@ if SYNTHETIC:
 
     rule make_synthetic_voc:
         input:
-            code("data/synthetic.py"),
+            code("make-synthetic-voc"),
         output:
             directory(ROOT),
         log:
@@ -22,13 +22,13 @@ if SYNTHETIC:
             "../../envs/ppcseg.yaml"
         params:
             params_files=params_args,
-            settings=settings("data.root", "data.synthetic"),
+            settings=settings("make-synthetic-voc"),
         shell:
             "ppcseg make-synthetic-voc {params.params_files} --out {output} --log-file {log}"
 
     rule pretrain_backbone:
         input:
-            code("models/pretrain.py", "models/backbones.py"),
+            code("pretrain-backbone"),
             data=ROOT,
         output:
             "data/weights/tiny.pth",
@@ -43,9 +43,7 @@ if SYNTHETIC:
             runtime=30,
         params:
             params_files=params_args,
-            settings=settings(
-                "seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size"
-            ),
+            settings=settings("pretrain-backbone"),
         shell:
             "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data} --out {output} "
             "--log-file {log}"
@@ -54,7 +52,7 @@ else:
 
     rule prepare_voc:
         input:
-            code("data/prepare.py", "data/sbd.py", "data/extract.py"),
+            code("prepare-voc"),
             voc=DOWNLOADS["voc"],
             sbd=DOWNLOADS["sbd"],
         output:
@@ -65,14 +63,14 @@ else:
             "../../envs/ppcseg.yaml"
         params:
             params_files=params_args,
-            settings=settings("data.root", "data.sources.voc", "data.sources.sbd"),
+            settings=settings("prepare-voc"),
         shell:
             "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc} --sbd-archive {input.sbd} "
             "--out {output} --expect-full --log-file {log}"
 
     rule prepare_saliency:
         input:
-            code("data/extract.py"),
+            code("prepare-saliency"),
             archive=DOWNLOADS["saliency"],
         output:
             directory(SALIENCY),
@@ -82,7 +80,7 @@ else:
             "../../envs/ppcseg.yaml"
         params:
             params_files=params_args,
-            settings=settings("data.sources.saliency"),
+            settings=settings("prepare-saliency"),
         shell:
             "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log-file {log}"
 
@@ -93,7 +91,7 @@ for _source, _path in DOWNLOADS.items():
         name:
             f"download_{_source}"
         input:
-            code("data/download.py"),
+            code("download"),
         output:
             _path,
         log:
@@ -104,6 +102,6 @@ for _source, _path in DOWNLOADS.items():
         params:
             params_files=params_args,
             source=_source,
-            settings=settings(f"data.sources.{_source}"),
+            settings=settings("download", source=_source),
         shell:
             "ppcseg download {params.params_files} --source {params.source} --out {output} --log-file {log}"

@@ -5,7 +5,7 @@ MASKS = "work/masks/random_walk" if METHOD == "seam" else "work/masks/crf"
 
 rule affinity_labels:
     input:
-        code("refine/affinity_labels.py", "refine/crf.py"),
+        code("affinity-labels"),
         data=ROOT,
         cams="work/cam/cams",
     output:
@@ -20,7 +20,7 @@ rule affinity_labels:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
-        settings=settings("affinity.low_alpha", "affinity.high_alpha", "affinity.crf"),
+        settings=settings("affinity-labels"),
     shell:
         "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--out {output} --log-file {log}"
@@ -33,7 +33,7 @@ AFFINITY_WEIGHTS = backbone_weights(
 
 rule train_affinity:
     input:
-        code("refine/train_affinity.py", "refine/affinity_net.py", "models"),
+        code("train-affinity"),
         data=ROOT,
         labels="work/affinity/labels",
         weights=AFFINITY_WEIGHTS,
@@ -55,7 +55,7 @@ rule train_affinity:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("seed", "cam.backbone", "affinity"),
+        settings=settings("train-affinity"),
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
         "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data} --labels {input.labels} "
@@ -64,7 +64,7 @@ rule train_affinity:
 
 rule random_walk:
     input:
-        code("refine/random_walk.py", "refine/affinity_net.py"),
+        code("random-walk"),
         data=ROOT,
         cams="work/cam/cams",
         checkpoint="work/affinity/checkpoint.pt",
@@ -81,7 +81,7 @@ rule random_walk:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
-        settings=settings("random_walk"),
+        settings=settings("random-walk"),
     shell:
         "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
@@ -89,7 +89,7 @@ rule random_walk:
 
 rule crf_masks:
     input:
-        code("refine/crf_masks.py", "refine/crf.py"),
+        code("crf-masks"),
         data=ROOT,
         cams="work/cam/cams",
     output:
@@ -104,7 +104,7 @@ rule crf_masks:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
-        settings=settings("crf_masks"),
+        settings=settings("crf-masks"),
     shell:
         "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
         "--out {output} --log-file {log}"
@@ -112,7 +112,7 @@ rule crf_masks:
 
 rule eval_masks:
     input:
-        code("evaluation/masks.py", "evaluation/miou.py"),
+        code("eval-masks"),
         data=ROOT,
         masks=MASKS,
     output:
@@ -127,6 +127,6 @@ rule eval_masks:
         runtime=scaled(60, 10),
     params:
         params_files=params_args,
-        settings=settings("masks"),
+        settings=settings("eval-masks"),
     shell:
         "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log-file {log}"

@@ -10,7 +10,7 @@ METRIC_ROWS = [
 
 rule collect_results:
     input:
-        code("evaluation/collect.py", "evaluation/results.py"),
+        code("collect-results"),
         rows=METRIC_ROWS,
     output:
         csv=report(
@@ -30,6 +30,7 @@ rule collect_results:
         "../../envs/ppcseg.yaml"
     params:
         params_files=params_args,
+        settings=settings("collect-results"),
     shell:
         "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log-file {log}"
 

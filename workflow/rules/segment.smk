@@ -5,7 +5,7 @@ SEG_WEIGHTS = backbone_weights(seg_backbone())
 
 rule train_seg:
     input:
-        code("segment"),
+        code("train-seg"),
         data=ROOT,
         masks=MASKS,
         weights=SEG_WEIGHTS,
@@ -22,7 +22,7 @@ rule train_seg:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("seed", "segmentation"),
+        settings=settings("train-seg"),
         weights=opt_flag("--weights", SEG_WEIGHTS),
         launch=lambda wildcards, resources: launcher(resources),
         launcher_flag=lambda wildcards, resources: (
@@ -35,7 +35,7 @@ rule train_seg:
 
 rule eval_seg:
     input:
-        code("segment"),
+        code("eval-seg"),
         data=ROOT,
         checkpoint="work/seg/checkpoint.pth",
     output:
@@ -53,7 +53,7 @@ rule eval_seg:
         runtime=scaled(240, 30),
     params:
         params_files=params_args,
-        settings=settings("segmentation"),
+        settings=settings("eval-seg"),
     shell:
         "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
         "--protocol {wildcards.protocol} --out-metrics {output} --log-file {log}"

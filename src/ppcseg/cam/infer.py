@@ -25,7 +25,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_path, finish_resumable_dir, resumable_dir
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("infer_cam", "cam")
+PARAMS_KEYS: tuple[str, ...] = ("infer_cam",)
 log = logging.getLogger("ppcseg")
 
 # SEAM's min-max normalisation offset (spec 4.1): values below min + EPS become 0 before scaling.

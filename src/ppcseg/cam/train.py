@@ -51,7 +51,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_path, stat_fingerprint
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam")
+PARAMS_KEYS: tuple[str, ...] = ("seed", "cam")
 SPLIT = "train_aug"
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 log = logging.getLogger("ppcseg")

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ppcseg.utils.errors import InputError
 
-PARAMS_SECTIONS: tuple[str, ...] = ("data",)
+PARAMS_KEYS: tuple[str, ...] = ("data.sources.{source}",)
 LOCAL_HTTP_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RETRIES = 5
 BACKOFF_S = 2.0

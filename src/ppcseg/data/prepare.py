@@ -29,7 +29,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("data",)
+PARAMS_KEYS: tuple[str, ...] = ("data.root", "data.sources.voc", "data.sources.sbd")
 FULL_COUNTS = {"JPEGImages": 17125, "train": 1464, "val": 1449, "train_aug": 10582, "SegmentationClassAug": 12031}
 VOC_MEMBERS = ("JPEGImages/", "SegmentationClass/", "ImageSets/Segmentation/")
 _EXAMPLES = 10

@@ -12,7 +12,7 @@ from ppcseg.data.extract import extract_archive
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir
 
-PARAMS_SECTIONS: tuple[str, ...] = ("data",)
+PARAMS_KEYS: tuple[str, ...] = ("data.sources.saliency",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

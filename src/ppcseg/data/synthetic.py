@@ -28,7 +28,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("data",)
+PARAMS_KEYS: tuple[str, ...] = ("data.root", "data.synthetic")
 JPEG_QUALITY = 92
 _TWO_PI = 2 * np.pi
 

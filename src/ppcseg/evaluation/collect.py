@@ -7,7 +7,7 @@ from typing import Any
 
 from ppcseg.evaluation.results import collect
 
-PARAMS_SECTIONS: tuple[str, ...] = ()
+PARAMS_KEYS: tuple[str, ...] = ()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("masks",)
+PARAMS_KEYS: tuple[str, ...] = ("masks",)
 log = logging.getLogger("ppcseg")
 
 

@@ -29,7 +29,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("seeds",)
+PARAMS_KEYS: tuple[str, ...] = ("seeds",)
 log = logging.getLogger("ppcseg")
 
 

@@ -23,7 +23,7 @@ from ppcseg.models.backbones import build_backbone
 from ppcseg.utils.io import atomic_path
 from ppcseg.utils.progress import log, progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("seed", "pretrain", "cam")
+PARAMS_KEYS: tuple[str, ...] = ("seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

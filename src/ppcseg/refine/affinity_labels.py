@@ -26,7 +26,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import finish_resumable_dir, resumable_dir
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("affinity",)
+PARAMS_KEYS: tuple[str, ...] = ("affinity.low_alpha", "affinity.high_alpha", "affinity.crf")
 SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 

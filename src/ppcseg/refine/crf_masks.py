@@ -19,7 +19,7 @@ from ppcseg.refine.affinity_labels import check_labels, pending, per_image_pool
 from ppcseg.refine.crf import crf_from_probs
 from ppcseg.utils.io import finish_resumable_dir, resumable_dir
 
-PARAMS_SECTIONS: tuple[str, ...] = ("crf_masks",)
+PARAMS_KEYS: tuple[str, ...] = ("crf_masks",)
 SPLIT = "train_aug"
 # pydensecrf's unary_from_softmax, used by the official code, clips probabilities to [1e-5, 1] before -log.
 PROB_CLIP = 1e-5

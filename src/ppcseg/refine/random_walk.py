@@ -25,7 +25,7 @@ from ppcseg.refine.affinity_net import AffinityNet, load_affinity_net, sparse_af
 from ppcseg.utils.io import finish_resumable_dir, resumable_dir
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("random_walk", "cam")
+PARAMS_KEYS: tuple[str, ...] = ("random_walk",)
 STRIDE = 8
 log = logging.getLogger("ppcseg")
 

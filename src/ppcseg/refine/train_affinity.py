@@ -35,7 +35,7 @@ from ppcseg.utils.io import stat_fingerprint, write_text
 from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("seed", "cam", "affinity")
+PARAMS_KEYS: tuple[str, ...] = ("seed", "cam.backbone", "affinity")
 SPLIT = "train_aug"
 STRIDE = 8
 POLY_POWER = 0.9

@@ -26,7 +26,7 @@ import yaml
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.io import atomic_dir, write_text
 
-PARAMS_SECTIONS: tuple[str, ...] = ("report", "cam", "seeds")
+PARAMS_KEYS: tuple[str, ...] = ("report",)
 
 # Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README (docs/ppc_spec.md section 5).
 PAPER = {

@@ -18,7 +18,9 @@ from ppcseg.segment.compat import load_local_checkpoint
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+# The mmseg config files are code the segmentation stages run too (their code dependencies, workflow/stage_deps).
+CODE_DATA: tuple[str, ...] = ("configs",)
+CONFIG_DIR = Path(__file__).parent / CODE_DATA[0]
 KIND = "mmseg-segmentor"
 
 

@@ -17,7 +17,7 @@ from ppcseg.segment.test import PROTOCOLS, InferenceProtocol, device, predict_la
 from ppcseg.utils.io import finish_resumable_dir, resumable_dir
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("segmentation",)
+PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
 log = logging.getLogger("ppcseg")
 
 

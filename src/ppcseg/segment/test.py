@@ -27,7 +27,7 @@ from ppcseg.refine.crf import crf_from_probs
 from ppcseg.segment.checkpoint import load_segmentor
 from ppcseg.utils.progress import progress
 
-PARAMS_SECTIONS: tuple[str, ...] = ("segmentation",)
+PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
 PROTOCOLS: tuple[str, ...] = ("single", "msf-crf")
 STAGE_NAMES = {"single": "segmentation", "msf-crf": "segmentation-msf-crf"}
 log = logging.getLogger("ppcseg")

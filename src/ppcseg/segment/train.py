@@ -28,7 +28,7 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import stat_fingerprint, write_json
 from ppcseg.utils.runtime import env_ranks
 
-PARAMS_SECTIONS: tuple[str, ...] = ("seed", "segmentation")
+PARAMS_KEYS: tuple[str, ...] = ("seed", "segmentation")
 TRAIN_SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 
