@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from ppcseg.cam import infer
-from ppcseg.cam.infer import cam_path, infer_image, load_cams, save_cams, scaled_inputs, split_ids
+from ppcseg.cam.infer import infer_image, scaled_inputs
+from ppcseg.data.cams import cam_path, load_cams, save_cams
 from ppcseg.data.voc import load_image, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.checkpoint import save_checkpoint
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import StubCamNet, args, default_params, make_voc
+from ppcseg.utils.per_image import split_ids
+from tests.refine.helpers import StubCamNet, args, default_params, interrupted_run, keep_only, make_voc
 
 torch.set_num_threads(2)
 
@@ -118,12 +120,15 @@ def test_run_writes_every_split_image_and_resumes(voc, tmp_path, monkeypatch):
     ids = split_ids(voc, ["train", "train_aug", "val"])
     assert len(ids) == len(set(ids)) == len(set(read_ids(voc, "train_aug")) | set(read_ids(voc, "val")))
     out = tmp_path / "cams"
-    partial = out.with_name("cams.partial")
-    partial.mkdir()
+    run_args = args(data=str(voc), checkpoint=str(tmp_path / "unused.pt"), out=str(out))
+    (tmp_path / "unused.pt").write_bytes(b"")
+    partial = interrupted_run(monkeypatch, infer, run_args, params)
     done = ids[0]
+    keep_only(partial, [f"{done}.npz"])
     sentinel = np.zeros((len(read_class_labels(voc)[done]), 40, 40), np.float32)
     save_cams(cam_path(partial, done), read_class_labels(voc)[done], sentinel)
-    infer.run(args(data=str(voc), checkpoint="unused.pt", out=str(out)), params)
+    net.calls = 0
+    infer.run(run_args, params)
     assert not partial.exists()
     assert sorted(p.stem for p in out.glob("*.npz")) == sorted(ids)
     assert net.calls == 2 * (len(ids) - 1)  # two scales, flips batched; the pre-existing image is not redone

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from ppcseg.cam.infer import save_cams
+from ppcseg.data.cams import save_cams
 from ppcseg.data.synthetic import make_synthetic_voc
 from ppcseg.data.voc import load_mask, read_class_labels, read_ids, voc_dirs
 
@@ -75,3 +75,30 @@ class StubCamNet(nn.Module):
         # A position-dependent term so that flips and resizes matter.
         ramp = torch.linspace(0, 1, cam.shape[-1]).view(1, 1, 1, -1)
         return {"cam": cam + ramp, "cam_rv": cam * 0.5 + ramp, "proj": pooled}
+
+
+class Interrupted(Exception):
+    """Stands for a kill of a per-image stage right before its final rename."""
+
+
+def interrupted_run(monkeypatch: Any, module: Any, run_args: argparse.Namespace, params: dict[str, Any]) -> Path:
+    """Run a per-image stage (`module.run`) but stop it before the rename: returns its `<out>.partial` folder."""
+
+    def stop(*_: Any) -> None:
+        raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "finish_partial", stop)
+        try:
+            module.run(run_args, params)
+        except Interrupted:
+            pass
+    out = Path(run_args.out)
+    return out.with_name(out.name + ".partial")
+
+
+def keep_only(partial: Path, names: list[str]) -> None:
+    """Delete the outputs of a partial folder but `names` (relative paths): a kill between images."""
+    for path in partial.rglob("*"):
+        if path.is_file() and not path.name.startswith(".") and str(path.relative_to(partial)) not in names:
+            path.unlink()

@@ -10,27 +10,67 @@ import torch
 
 from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
 from ppcseg.refine import random_walk, train_affinity
-from ppcseg.refine.affinity_net import load_affinity_net, pair_indices, pair_offsets, sparse_affinity
+from ppcseg.refine.affinity_net import (
+    load_affinity_net,
+    official_radius,
+    pair_indices,
+    pair_offsets,
+    sparse_affinity,
+)
 from ppcseg.refine.random_walk import random_walk_mask, walk
 from ppcseg.refine.train_affinity import affinity_loss, affinity_target, pair_labels
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+from tests.refine.helpers import args, default_params, interrupted_run, keep_only, make_voc, oracle_cams
 
 torch.set_num_threads(2)
 
 
-def test_pair_offsets_and_indices():
+def _within(i: int, j: int, width: int, radius: int) -> bool:
+    return (i // width - j // width) ** 2 + (i % width - j % width) ** 2 < radius * radius
+
+
+def test_pair_offsets():
     offsets = pair_offsets(5)
     assert len(offsets) == 34 and len(set(offsets)) == 34
     assert all(dy * dy + dx * dx < 25 and (dy > 0 or dx > 0) for dy, dx in offsets)
     assert not {(-dy, -dx) for dy, dx in offsets} & set(offsets)
-    h, w = 7, 9
+
+
+@pytest.mark.parametrize(("h", "w", "count"), [(12, 12, 1088), (47, 63, 80410), (63, 47, 78234)])
+def test_official_pairs_start_away_from_the_bottom_and_side_borders(h, w, count):
+    # Counts of the official AffinityNet at radius 5 (a 96x96 image; a 375x500 VOC image and its portrait at stride 8).
     src, dst = pair_indices(5, h, w)
+    assert src.numel() == dst.numel() == count
+    rows, cols = src // w, src % w
+    # start pixels: rows 0..h-5 and columns 4..w-5, each starting exactly one pair per offset
+    starts = set(src.tolist())
+    assert starts == {y * w + x for y in range(h - 4) for x in range(4, w - 4)}
+    assert rows.max() == h - 5 and cols.min() == 4 and cols.max() == w - 5
+    assert src.numel() == 34 * len(starts)
+    pairs = set(zip(src.tolist(), dst.tolist(), strict=True))
+    assert len(pairs) == count and all(_within(i, j, w, 5) for i, j in pairs)
+    assert not {(j, i) for i, j in pairs} & pairs
+    # grouped by offset: the first block is (0, +1) from every start pixel in raster order
+    block = len(starts)
+    assert src[:block].tolist() == sorted(starts) and (dst[:block] - src[:block] == 1).all()
+
+
+def test_official_radius_shrinks_on_small_maps():
+    # shorter side under 2 * radius + 1 = 11: radius (side - 1) // 2
+    assert [official_radius(5, side, 40) for side in (11, 10, 9, 7, 5, 3)] == [5, 4, 4, 3, 2, 1]
+    src, _ = pair_indices(5, 10, 30)  # radius 4: 22 offsets, rows 0..6, columns 3..26
+    assert len(pair_offsets(4)) == 22 and src.numel() == 22 * 7 * 24 and set((src % 30).tolist()) == set(range(3, 27))
+    assert pair_indices(5, 4, 4)[0].numel() == 0  # radius 1: no offsets (the official code fails on such maps)
+
+
+def test_all_pairs_switch_takes_every_in_image_pair():
+    h, w = 7, 9
+    src, dst = pair_indices(5, h, w, all_pairs=True)
     got = {tuple(sorted(p)) for p in zip(src.tolist(), dst.tolist(), strict=True)}
-    expected = {
-        (i, j) for i in range(h * w) for j in range(i + 1, h * w) if (i // w - j // w) ** 2 + (i % w - j % w) ** 2 < 25
-    }
+    expected = {(i, j) for i in range(h * w) for j in range(i + 1, h * w) if _within(i, j, w, 5)}
     assert got == expected and len(got) == src.numel()
+    assert pair_indices(5, 12, 12, all_pairs=True)[0].numel() == 3384
+    assert pair_indices(5, 47, 63, all_pairs=True)[0].numel() == 93314
 
 
 def test_walk_equals_dense_matrix_power():
@@ -45,6 +85,22 @@ def test_walk_equals_dense_matrix_power():
         for _ in range(logt):
             trans = trans @ trans
         torch.testing.assert_close(walk(affinity, scores, logt), scores @ trans, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("all_pairs", [False, True])
+def test_sparse_affinity_holds_exactly_the_chosen_pairs(all_pairs):
+    torch.manual_seed(0)
+    h, w = 12, 14
+    features = torch.rand(1, 6, h, w)
+    flat = features.flatten(2)[0]
+    chosen = set(zip(*(t.tolist() for t in pair_indices(5, h, w, all_pairs=all_pairs)), strict=True))
+    expected = torch.eye(h * w)
+    for i, j in chosen:
+        expected[i, j] = expected[j, i] = torch.exp(-(flat[:, i] - flat[:, j]).abs().mean()) ** 3
+    affinity, _ = sparse_affinity(features, radius=5, beta=3.0, all_pairs=all_pairs)
+    torch.testing.assert_close(affinity.to_dense(), expected)
+    # official: the bottom 4 rows and the side 4 columns start no pair, so their mutual affinities are 0
+    assert (expected[h * w - 1, h * w - 2] > 0) == all_pairs
 
 
 class TwoRegions(torch.nn.Module):
@@ -78,10 +134,11 @@ def test_affinity_target_and_pair_labels():
     valid[8:, 8:] = False  # padding
     target = affinity_target(la, ha, valid)
     np.testing.assert_array_equal(target, [[3, 255], [0, 255]])
-    bg, fg, neg = pair_labels(torch.from_numpy(target)[None], *pair_indices(2, 2, 2))
+    pairs = pair_indices(2, 2, 2, all_pairs=True)  # the official set of a 2x2 map is empty
+    bg, fg, neg = pair_labels(torch.from_numpy(target)[None], *pairs)
     # pairs of a 2x2 grid within radius 2: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); only (0,2) is between valid pixels
     assert bg.sum() == 0 and fg.sum() == 0 and neg.sum() == 1
-    src, dst = pair_indices(2, 2, 2)
+    src, dst = pairs
     pos = int(torch.nonzero(neg[0])[0, 0])
     assert {src[pos].item(), dst[pos].item()} == {0, 2}
     aff = torch.full((1, src.numel()), 0.5)
@@ -107,12 +164,13 @@ def voc(tmp_path_factory):
 def _params():
     return default_params(
         cam={"backbone": "tiny", "checkpoint_every": 2, "num_workers": 0},
-        affinity={"crop_size": 32, "batch_size": 2, "epochs": 2, "lr": 0.05},
+        affinity={"crop_size": 40, "radius": 2, "batch_size": 2, "epochs": 2, "lr": 0.05},
         random_walk={"logt": 3},
     )
 
 
-def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path):
+def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path, caplog, monkeypatch):
+    caplog.set_level("INFO", logger="ppcseg")
     state = tmp_path / "state"
     run_args = args(
         data=str(voc),
@@ -123,6 +181,8 @@ def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path):
         weights=None,
     )
     train_affinity.run(run_args, _params())  # 4 steps; state saved at step 2
+    # 5x5 features at radius 2: the official set has 4 offsets from 4 rows x 3 columns (all in-image pairs: 72)
+    assert "48 pairs per crop" in caplog.text
     first = load_affinity_net(tmp_path / "aff.pt").state_dict()
     rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in rows)
@@ -135,8 +195,10 @@ def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path):
     out = tmp_path / "rw"
     ids = read_ids(voc, "train_aug")
     sentinel = np.full((48, 48), 19, dtype=np.uint8)
-    save_mask(out.with_name("rw.partial") / f"{ids[0]}.png", sentinel)
     rw_args = args(data=str(voc), cams=str(voc.parent / "cams"), checkpoint=str(tmp_path / "aff.pt"), out=str(out))
+    partial = interrupted_run(monkeypatch, random_walk, rw_args, _params())
+    keep_only(partial, [f"{ids[0]}.png"])
+    save_mask(partial / f"{ids[0]}.png", sentinel)
     random_walk.run(rw_args, _params())
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
     np.testing.assert_array_equal(load_mask(out / f"{ids[0]}.png"), sentinel)
@@ -155,3 +217,32 @@ def test_train_affinity_needs_labels(voc, tmp_path):
     )
     with pytest.raises(InputError, match="none: no la/ha affinity labels"):
         train_affinity.run(run_args, _params())
+
+
+def test_train_affinity_fix_pair_region_trains_on_every_in_image_pair(voc, tmp_path, caplog):
+    caplog.set_level("INFO", logger="ppcseg")
+    params = _params()
+    params["affinity"] = {**params["affinity"], "epochs": 1, "fix_pair_region": True}
+    run_args = args(
+        data=str(voc),
+        labels=str(voc.parent / "labels"),
+        out=str(tmp_path / "a.pt"),
+        loss_csv=str(tmp_path / "l.csv"),
+        state_dir=str(tmp_path / "s"),
+        weights=None,
+    )
+    train_affinity.run(run_args, params)
+    assert "72 pairs per crop" in caplog.text
+
+
+def test_affinity_crop_pads_with_black_pixels(voc):
+    # As the official crop: the raw image is padded with 0 before normalisation, so padding reads as black.
+    ids = read_ids(voc, "train_aug")
+    dataset = train_affinity.AffinityDataset(voc, voc.parent / "labels", ids, crop=64, seed=0)
+    x, target = dataset[0]
+    padded = (x == x[:, :1, :1]).all(dim=0)  # a 48 px image in a 64 px crop: padding along both axes
+    black = torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+    assert 0 < padded.float().mean() < 1
+    torch.testing.assert_close(x[:, ~(padded.any(0).expand(64, 64) & False)][:, 0] * 0 + x[:, 0, 0], x[:, 0, 0])
+    torch.testing.assert_close(x[:, padded].T, black.expand(int(padded.sum()), 3))
+    assert (target == 255).any()

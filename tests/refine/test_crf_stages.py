@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppcseg.cam.infer import save_cams
+from ppcseg.data.cams import save_cams
 from ppcseg.data.voc import load_mask, read_class_labels, read_ids, save_mask, voc_dirs
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.refine.affinity_labels import alpha_label_map, background_argmax
+from ppcseg.refine.crf import crf_from_labels
 from ppcseg.refine.crf_masks import crf_mask
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+from tests.refine.helpers import args, default_params, interrupted_run, keep_only, make_voc, oracle_cams
 
 
 def _scene(size: int = 48):
@@ -84,16 +85,17 @@ def voc(tmp_path_factory):
     return root
 
 
-def test_affinity_labels_stage_resumes_in_parallel(voc, tmp_path):
+def test_affinity_labels_stage_resumes_in_parallel(voc, tmp_path, monkeypatch):
     out = tmp_path / "labels"
     ids = read_ids(voc, "train_aug")
-    partial = out.with_name("labels.partial")
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    run_args.threads = 2
+    partial = interrupted_run(monkeypatch, affinity_labels, run_args, default_params())
+    keep_only(partial, [f"la/{ids[0]}.png", f"ha/{ids[0]}.png", f"la/{ids[1]}.png"])
     sentinel = np.full((40, 40), 19, dtype=np.uint8)
     for sub in ("la", "ha"):
         save_mask(partial / sub / f"{ids[0]}.png", sentinel)
     save_mask(partial / "la" / f"{ids[1]}.png", sentinel)  # half-done image: redone
-    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
-    run_args.threads = 2
     affinity_labels.run(run_args, default_params())
     assert not partial.exists()
     for sub in ("la", "ha"):
@@ -108,12 +110,15 @@ def test_affinity_labels_stage_resumes_in_parallel(voc, tmp_path):
         assert ((la > 0) <= (ha > 0)).mean() > 0.99 and (la == gt).mean() > 0.9
 
 
-def test_crf_masks_stage_resumes(voc, tmp_path):
+def test_crf_masks_stage_resumes(voc, tmp_path, monkeypatch):
     out = tmp_path / "crf"
     ids = read_ids(voc, "train_aug")
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    partial = interrupted_run(monkeypatch, crf_masks, run_args, default_params())
+    keep_only(partial, [f"{ids[-1]}.png"])
     sentinel = np.full((40, 40), 19, dtype=np.uint8)
-    save_mask(out.with_name("crf.partial") / f"{ids[-1]}.png", sentinel)
-    crf_masks.run(args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out)), default_params())
+    save_mask(partial / f"{ids[-1]}.png", sentinel)
+    crf_masks.run(run_args, default_params())
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
     np.testing.assert_array_equal(load_mask(out / f"{ids[-1]}.png"), sentinel)
     for image_id in ids[:-1]:
@@ -132,3 +137,43 @@ def test_stage_names_a_cam_for_an_absent_class(voc, tmp_path):
     save_cams(cams / f"{image_id}.npz", [absent], np.zeros((1, 40, 40)))
     with pytest.raises(InputError, match=rf"{image_id}\.npz: CAM for class"):
         crf_masks.run(args(data=str(voc), cams=str(cams), out=str(tmp_path / "o")), default_params())
+
+
+def _crf_with_features(image: np.ndarray, labels: np.ndarray, yx: bool) -> np.ndarray:
+    """Reference hard-label CRF with explicitly stacked kernel features, (y, x, r, g, b) or (x, y, r, g, b)."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    height, width = labels.shape
+    ys, xs = np.mgrid[:height, :width].astype(np.float32)
+    pos = [ys, xs] if yx else [xs, ys]
+    crf = dcrf.DenseCRF2D(width, height, 21)
+    crf.setUnaryEnergy(unary_from_labels(labels, 21, gt_prob=0.7, zero_unsure=False))
+    kind = {"kernel": dcrf.DIAG_KERNEL, "normalization": dcrf.NORMALIZE_SYMMETRIC}
+    crf.addPairwiseEnergy(np.stack([p / 3 for p in pos]).reshape(2, -1), compat=3, **kind)
+    rgb = [image[..., c].astype(np.float32) / 13 for c in range(3)]
+    crf.addPairwiseEnergy(np.stack([p / 80 for p in pos] + rgb).reshape(5, -1), compat=10, **kind)
+    return np.asarray(crf.inference(10)).reshape(21, height, width)
+
+
+def test_la_ha_crf_kernels_use_the_official_feature_order():
+    # A noisy non-square scene: the permutohedral lattice is not symmetric in the order of the features.
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    labels = rng.choice([0, 7, 12], size=(37, 53), p=[0.5, 0.3, 0.2])
+    crf = default_params()["affinity"]["crf"]
+    official = crf_from_labels(image, labels, 21, **crf)
+    switched = crf_from_labels(image, labels, 21, **crf, yx_features=False)
+    np.testing.assert_allclose(official, _crf_with_features(image, labels, yx=True), atol=1e-6)
+    np.testing.assert_allclose(switched, _crf_with_features(image, labels, yx=False), atol=1e-6)
+    assert np.abs(official - switched).max() > 1e-3
+    # The switch gives what DenseCRF2D's own kernels give (the form used before the official order was adopted).
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    before = dcrf.DenseCRF2D(53, 37, 21)
+    before.setUnaryEnergy(unary_from_labels(labels, 21, gt_prob=0.7, zero_unsure=False))
+    before.addPairwiseGaussian(sxy=3, compat=3)
+    before.addPairwiseBilateral(sxy=80, srgb=13, rgbim=image, compat=10)
+    np.testing.assert_array_equal(switched, np.asarray(before.inference(10)).reshape(21, 37, 53))
+    assert (official.argmax(0) != switched.argmax(0)).any()

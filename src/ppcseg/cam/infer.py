@@ -1,7 +1,6 @@
 """infer-cam: multi-scale, flipped CAM inference of a trained CAM network (spec 4.1 SEAM variant, 4.4 EPS variant).
 
-Writes <out>/<id>.npz with `classes` (int64 VOC indices 1..20 present, ascending) and `cams` (float16 (K, H, W) at
-the original image size, values in [0, 1]). `load_cams` reads and validates such a file for every consumer.
+Writes <out>/<id>.npz CAM files in the format of `ppcseg.data.cams`, which every consumer reads them with.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ppcseg.cam.augment import IMAGENET_MEAN, IMAGENET_STD
-from ppcseg.data.voc import load_image, read_class_labels, read_ids, voc_dirs
+from ppcseg.data.cams import cam_path, save_cams, to_tensor
+from ppcseg.data.voc import load_image, voc_dirs
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import atomic_path, finish_resumable_dir, resumable_dir
+from ppcseg.utils.per_image import (
+    check_labels,
+    fingerprint,
+    finish_partial,
+    folder_inputs,
+    image_inputs,
+    open_partial,
+    pending,
+    stage_ids,
+    stage_outputs,
+)
 from ppcseg.utils.progress import progress
 
 PARAMS_KEYS: tuple[str, ...] = ("infer_cam",)
@@ -36,67 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
     parser.add_argument("--checkpoint", required=True, help="CAM network checkpoint written by train-cam")
     parser.add_argument("--out", required=True, help="output folder of <id>.npz CAM files")
-
-
-def cam_path(cams_dir: str | Path, image_id: str) -> Path:
-    return Path(cams_dir) / f"{image_id}.npz"
-
-
-def save_cams(path: str | Path, classes: Sequence[int], cams: np.ndarray) -> None:
-    """Atomically write one CAM file (classes int64, cams float16 clipped to [0, 1])."""
-    classes_arr = np.asarray(classes, dtype=np.int64)
-    cams16 = np.clip(cams, 0.0, 1.0).astype(np.float16)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, classes=classes_arr, cams=cams16)
-
-
-def load_cams(
-    path: str | Path,
-    image_id: str,
-    classes: Sequence[int] | None = None,
-    shape: tuple[int, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read <path>/<image_id>.npz -> (classes int64 (K,), cams float32 (K, H, W)).
-
-    `classes` (the image's labels) and `shape` ((H, W) of the image) are checked when given: a CAM for a class the
-    image lacks, a missing class, a wrong size, a corrupt or non-finite file all raise InputError naming the file.
-    """
-    file = cam_path(path, image_id)
-    if not file.is_file():
-        raise InputError(f"{file}: CAM file not found (run infer-cam for this image)")
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            found = np.asarray(data["classes"])
-            cams = np.asarray(data["cams"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(f"{file}: cannot read CAM file ({type(err).__name__}: {err})") from err
-    if found.ndim != 1 or not np.issubdtype(found.dtype, np.integer):
-        raise InputError(f"{file}: 'classes' must be a 1-d integer array, got {found.dtype} {found.shape}")
-    if found.size and (found.min() < 1 or found.max() > 20 or np.any(np.diff(found) <= 0)):
-        raise InputError(f"{file}: 'classes' must be ascending VOC indices 1..20, got {found.tolist()}")
-    if cams.ndim != 3 or cams.shape[0] != found.size:
-        raise InputError(f"{file}: 'cams' must have shape (K={found.size}, H, W), got {cams.shape}")
-    if classes is not None:
-        expected = sorted(int(c) for c in classes)
-        extra = sorted(set(found.tolist()) - set(expected))
-        if extra:
-            raise InputError(f"{file}: CAM for class(es) {extra} that image '{image_id}' does not have {expected}")
-        if found.tolist() != expected:
-            raise InputError(f"{file}: CAMs for classes {found.tolist()}, but image '{image_id}' has {expected}")
-    if shape is not None and cams.shape[1:] != tuple(shape):
-        raise InputError(f"{file}: CAM size {cams.shape[1:]} does not match image size {tuple(shape)}")
-    cams = cams.astype(np.float32)
-    if not np.isfinite(cams).all():
-        raise InputError(f"{file}: CAMs hold NaN or infinite values")
-    return found.astype(np.int64), cams
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> ImageNet-normalised float (3, H, W), the input the CAM network was trained on."""
-    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).div_(255.0)
-    mean = torch.from_numpy(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.from_numpy(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 def scaled_inputs(image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
@@ -201,26 +148,21 @@ def _method_of(net: torch.nn.Module, params: dict[str, Any], checkpoint: str | P
     return method
 
 
-def split_ids(root: str | Path, splits: Sequence[str]) -> list[str]:
-    """Union of the splits' image ids, first occurrence order, without duplicates."""
-    return list(dict.fromkeys(i for split in splits for i in read_ids(root, split)))
-
-
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["infer_cam"]
-    root = Path(args.data)
-    ids = split_ids(root, cfg["splits"])
-    labels = read_class_labels(root)
-    missing = [i for i in ids if i not in labels]
-    if missing:
-        raise InputError(
-            f"{voc_dirs(root)['labels']}: no image-level labels for {len(missing)} image(s), e.g. {missing[:3]}"
-        )
+    root, checkpoint = Path(args.data), Path(args.checkpoint)
+    ids = stage_ids("infer_cam", root, params)
+    labels = check_labels(root, ids)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = _load_net(args.checkpoint).to(device).eval()
-    method = _method_of(net, params, args.checkpoint)
-    work = resumable_dir(args.out)
-    todo = [i for i in ids if not cam_path(work, i).is_file()]
+    net = _load_net(checkpoint).to(device).eval()
+    method = _method_of(net, params, checkpoint)
+    identity = fingerprint(
+        params,
+        PARAMS_KEYS,
+        {"data": image_inputs(root, ids), "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name])},
+    )
+    work = open_partial(args.out, identity)
+    todo = pending(ids, work, suffix=".npz")
     log.info(
         "infer-cam (%s): %d images, %d already done, scales %s, flip %s, device %s",
         method,
@@ -239,4 +181,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     elapsed = time.monotonic() - start
     if todo:
         log.info("infer-cam: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / max(elapsed, 1e-9))
-    finish_resumable_dir(args.out)
+    finish_partial(args.out, stage_outputs("infer_cam", root, params), identity)

@@ -20,8 +20,6 @@ single-process update on the same batch (up to floating-point summation order).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import re
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ppcseg.cam.augment import augment, sample_rng
@@ -47,7 +44,7 @@ from ppcseg.utils.distributed import (
     mean_over_ranks,
     shutdown_distributed,
 )
-from ppcseg.utils.errors import InputError
+from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.io import atomic_path, stat_fingerprint
 from ppcseg.utils.progress import progress
 
@@ -73,11 +70,7 @@ def load_saliency(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Greyscale uint8 (H, W); an RGB map is averaged over its channels (as EPS reads them)."""
     if not path.is_file():
         raise InputError(f"{path}: saliency map not found")
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"), dtype=np.float32).mean(axis=2)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InputError(f"{path}: cannot read saliency map ({err})") from err
+    arr = load_image(path).astype(np.float32).mean(axis=2)  # the one image reader (links, modes, EXIF policy)
     if arr.shape != size:
         raise InputError(f"{path}: saliency size {arr.shape} does not match its image {size}")
     return np.round(arr).astype(np.uint8)
@@ -326,29 +319,30 @@ def latest_state(state_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None
         if not _same_run(state["meta"], meta):
             log.warning("%s: state of a run with other settings or inputs; starting from scratch", state_dir / name)
             return None
+        if "loss_rows" not in state:  # written before states kept the loss curve, which could not be completed
+            log.warning("%s: state without the loss rows of its steps; starting from scratch", state_dir / name)
+            return None
         return state
     return None
 
 
-def save_state(state_dir: Path, step: int, net: CamNet, optimizer: torch.optim.Optimizer, meta: dict) -> None:
-    """Write state_<step>.pt atomically, then drop older states."""
+def save_state(
+    state_dir: Path, step: int, net: CamNet, optimizer: torch.optim.Optimizer, meta: dict, loss_rows: list[str]
+) -> None:
+    """Write state_<step>.pt atomically, then drop older states.
+
+    The loss CSV's rows so far travel in the state: Snakemake deletes an interrupted job's outputs, the CSV included,
+    so the resumed run rewrites the curve of the whole run from them.
+    """
     path = state_dir / f"state_{step:08d}.pt"
-    save_checkpoint(path, {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, meta)
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "loss_rows": loss_rows}
+    save_checkpoint(path, state, meta)
     for old in state_dir.iterdir():
         if STATE_PATTERN.match(old.name) and old.name != path.name:
             old.unlink(missing_ok=True)
 
 
-def reset_loss_csv(path: Path, columns: list[str], upto_step: int) -> None:
-    """Keep the rows of steps already in the resumed state (a killed run may have logged a few more)."""
-    rows: list[str] = []
-    if upto_step > 0 and path.is_file():
-        reader = csv.reader(io.StringIO(path.read_text()))
-        header = next(reader, None)
-        if header == columns:
-            for row in reader:
-                if len(row) == len(columns) and row[0].isdigit() and int(row[0]) < upto_step:
-                    rows.append(",".join(row))
+def write_loss_csv(path: Path, columns: list[str], rows: list[str]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join([",".join(columns), *rows]) + "\n")
 
@@ -379,6 +373,8 @@ def train(
     if cam["pretrained"] and weights is None:
         raise InputError("cam.pretrained is true: pass the ImageNet backbone weights with --weights")
     ids = read_ids(root, SPLIT)
+    if cam["batch_size"] > len(ids):
+        raise InputError(f"cam.batch_size: {cam['batch_size']} is larger than {SPLIT} ({len(ids)} images)")
     dataset = CamTrainSet(root, ids, cam, seed, saliency_dir if cam["method"] == "eps" else None)
     max_steps = total_steps(cam, len(ids))
     mine = local_slice(cam["batch_size"], info)
@@ -396,16 +392,18 @@ def train(
     optimizer = make_optimizer(net, cam)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     start = 0
+    loss_rows: list[str] = []
     state = latest_state(state_dir, meta)
     if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
+        loss_rows = list(state["loss_rows"])
         log.info("resuming from %s at step %d of %d", state_dir, start, max_steps)
     columns = ["step", "lr", "total", *loss_columns(cam)]
     if info.is_main:
         state_dir.mkdir(parents=True, exist_ok=True)
-        reset_loss_csv(loss_csv, columns, start)
+        write_loss_csv(loss_csv, columns, loss_rows)
 
     end = max_steps if stop_after is None else min(max_steps, start + stop_after)
     schedule = [global_batch_keys(step, len(ids), cam["batch_size"], seed)[mine] for step in range(start, end)]
@@ -431,14 +429,16 @@ def train(
             optimizer.step()
 
             logged = mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, info.device)
+            refuse_non_finite_loss(step + 1, logged, "total")  # every rank sees the same mean
             if csv_handle is not None:
-                row = [str(step), f"{lr:.8g}"] + [f"{logged[c]:.6g}" for c in columns[2:]]
-                csv_handle.write(",".join(row) + "\n")
+                row = ",".join([str(step), f"{lr:.8g}"] + [f"{logged[c]:.6g}" for c in columns[2:]])
+                loss_rows.append(row)
+                csv_handle.write(row + "\n")
                 csv_handle.flush()
                 if (step + 1) % log_every == 0:
                     log.info("step %d/%d lr %.3g loss %.4f", step + 1, max_steps, lr, logged["total"])
             if info.is_main and ((step + 1) % cam["checkpoint_every"] == 0 or step + 1 == max_steps):
-                save_state(state_dir, step + 1, net, optimizer, meta)
+                save_state(state_dir, step + 1, net, optimizer, meta, loss_rows)
     finally:
         if csv_handle is not None:
             csv_handle.close()

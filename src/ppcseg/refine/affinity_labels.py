@@ -1,8 +1,10 @@
-"""affinity-labels: low/high-alpha hard-label CRF maps that supervise AffinityNet (spec 4.3 step 1).
+"""affinity-labels: low/high-alpha hard-label CRF maps that supervise AffinityNet (docs/faithfulness.md).
 
 For each alpha the background score is (1 - max_fg CAM)^alpha; the argmax over [background, CAMs] is refined by a
 hard-label dense CRF over all 21 VOC labels (as the official code saves full 21-channel arrays, which sets the
-unary of every other label to (1 - gt_prob) / 20), and its argmax is saved: <out>/la/<id>.png, <out>/ha/<id>.png.
+unary of every other label to (1 - gt_prob) / 20), its kernels built in (y, x, r, g, b) feature order as the official
+code builds them ((x, y, ...) with `affinity.fix_crf_feature_order`), and its argmax is saved: <out>/la/<id>.png,
+<out>/ha/<id>.png.
 A low alpha gives a large background score, so la's foreground is confident; a high alpha shrinks the
 background score, so what ha still calls background is confident background.
 """
@@ -11,23 +13,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
-import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ppcseg.cam.infer import load_cams
-from ppcseg.data.voc import NUM_CLASSES, load_image, read_class_labels, read_ids, save_mask, voc_dirs
+from ppcseg.data.cams import load_cams
+from ppcseg.data.voc import NUM_CLASSES, load_image, save_mask, voc_dirs
 from ppcseg.refine.crf import crf_from_labels
-from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import finish_resumable_dir, resumable_dir
-from ppcseg.utils.progress import progress
+from ppcseg.utils.per_image import (
+    check_labels,
+    fingerprint,
+    finish_partial,
+    folder_inputs,
+    image_inputs,
+    open_partial,
+    pending,
+    per_image_pool,
+    stage_ids,
+    stage_outputs,
+)
 
-PARAMS_KEYS: tuple[str, ...] = ("affinity.low_alpha", "affinity.high_alpha", "affinity.crf")
-SPLIT = "train_aug"
+PARAMS_KEYS: tuple[str, ...] = (
+    "affinity.low_alpha",
+    "affinity.high_alpha",
+    "affinity.crf",
+    "affinity.fix_crf_feature_order",
+)
 log = logging.getLogger("ppcseg")
 
 
@@ -46,38 +58,15 @@ def background_argmax(classes: np.ndarray, cams: np.ndarray, alpha: float) -> np
     return lookup[np.argmax(np.concatenate([bg, cams]), axis=0)]
 
 
-def alpha_label_map(image: np.ndarray, classes: np.ndarray, cams: np.ndarray, alpha: float, crf: dict) -> np.ndarray:
-    """The CRF-refined hard label map (H, W) uint8 of one alpha."""
+def alpha_label_map(
+    image: np.ndarray, classes: np.ndarray, cams: np.ndarray, alpha: float, crf: dict, *, yx_features: bool = True
+) -> np.ndarray:
+    """The CRF-refined hard label map (H, W) uint8 of one alpha; `yx_features` as in `crf_from_labels`."""
     hard = background_argmax(classes, cams, alpha)
     # pydensecrf needs a writable image buffer; decoded images are read-only views.
-    marginals = crf_from_labels(np.require(image, requirements=["C", "W"]), hard, NUM_CLASSES, **crf)
+    writable = np.require(image, requirements=["C", "W"])
+    marginals = crf_from_labels(writable, hard, NUM_CLASSES, **crf, yx_features=yx_features)
     return np.argmax(marginals, axis=0).astype(np.uint8)
-
-
-def per_image_pool(
-    work: Callable[[str], None], ids: list[str], threads: int | None, desc: str, init: Callable[..., None], init_args
-) -> None:
-    """Run `work(id)` for every id, over `threads` processes (inline for one), logging images/s."""
-    start = time.monotonic()
-    processes = max(1, min(threads or 1, len(ids)))
-    if processes == 1:
-        init(*init_args)
-        for image_id in progress(ids, desc=desc):
-            work(image_id)
-    else:
-        with multiprocessing.Pool(processes, initializer=init, initargs=init_args) as pool:
-            for _ in progress(pool.imap_unordered(work, ids), total=len(ids), desc=desc):
-                pass
-    if ids:
-        elapsed = time.monotonic() - start
-        log.info(
-            "%s: %d images in %.1f s (%.2f images/s, %d processes)",
-            desc,
-            len(ids),
-            elapsed,
-            len(ids) / max(elapsed, 1e-9),
-            processes,
-        )
 
 
 _STATE: dict[str, Any] = {}
@@ -91,31 +80,24 @@ def _work(image_id: str) -> None:
     cfg = _STATE["cfg"]
     image = load_image(voc_dirs(_STATE["root"])["images"] / f"{image_id}.jpg")
     classes, cams = load_cams(_STATE["cams"], image_id, _STATE["labels"][image_id], image.shape[:2])
+    yx = not cfg["fix_crf_feature_order"]
     for name, alpha in (("la", cfg["low_alpha"]), ("ha", cfg["high_alpha"])):
-        save_mask(_STATE["out"] / name / f"{image_id}.png", alpha_label_map(image, classes, cams, alpha, cfg["crf"]))
-
-
-def pending(ids: Iterable[str], out: Path, subdirs: tuple[str, ...]) -> list[str]:
-    """Ids whose outputs are not all present yet (a restarted stage redoes only those)."""
-    return [i for i in ids if not all((out / d / f"{i}.png").is_file() for d in subdirs)]
-
-
-def check_labels(root: Path, ids: list[str]) -> dict[str, list[int]]:
-    labels = read_class_labels(root)
-    missing = [i for i in ids if i not in labels]
-    if missing:
-        raise InputError(
-            f"{voc_dirs(root)['labels']}: no image-level labels for {len(missing)} image(s), e.g. {missing[:3]}"
-        )
-    return labels
+        mask = alpha_label_map(image, classes, cams, alpha, cfg["crf"], yx_features=yx)
+        save_mask(_STATE["out"] / name / f"{image_id}.png", mask)
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["affinity"]
     root = Path(args.data)
-    ids = read_ids(root, SPLIT)
+    cams_dir = Path(args.cams)
+    ids = stage_ids("affinity_labels", root, params)
     labels = check_labels(root, ids)
-    work = resumable_dir(args.out)
+    identity = fingerprint(
+        params,
+        PARAMS_KEYS,
+        {"data": image_inputs(root, ids), "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids])},
+    )
+    work = open_partial(args.out, identity)
     todo = pending(ids, work, ("la", "ha"))
     log.info(
         "affinity-labels: %d images, %d already done, alphas %s/%s",
@@ -124,5 +106,5 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         cfg["low_alpha"],
         cfg["high_alpha"],
     )
-    per_image_pool(_work, todo, args.threads, "affinity-labels", _init, (root, Path(args.cams), work, labels, cfg))
-    finish_resumable_dir(args.out)
+    per_image_pool(_work, todo, args.threads, "affinity-labels", _init, (root, cams_dir, work, labels, cfg))
+    finish_partial(args.out, stage_outputs("affinity_labels", root, params), identity)

@@ -13,14 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from ppcseg.cam.infer import load_cams
-from ppcseg.data.voc import load_image, read_ids, save_mask, voc_dirs
-from ppcseg.refine.affinity_labels import check_labels, pending, per_image_pool
+from ppcseg.data.cams import load_cams
+from ppcseg.data.voc import load_image, save_mask, voc_dirs
 from ppcseg.refine.crf import crf_from_probs
-from ppcseg.utils.io import finish_resumable_dir, resumable_dir
+from ppcseg.utils.per_image import (
+    check_labels,
+    fingerprint,
+    finish_partial,
+    folder_inputs,
+    image_inputs,
+    open_partial,
+    pending,
+    per_image_pool,
+    stage_ids,
+    stage_outputs,
+)
 
 PARAMS_KEYS: tuple[str, ...] = ("crf_masks",)
-SPLIT = "train_aug"
 # pydensecrf's unary_from_softmax, used by the official code, clips probabilities to [1e-5, 1] before -log.
 PROB_CLIP = 1e-5
 log = logging.getLogger("ppcseg")
@@ -68,12 +77,18 @@ def _work(image_id: str) -> None:
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["crf_masks"]
     root = Path(args.data)
-    ids = read_ids(root, SPLIT)
+    cams_dir = Path(args.cams)
+    ids = stage_ids("crf_masks", root, params)
     labels = check_labels(root, ids)
-    work = resumable_dir(args.out)
-    todo = pending(ids, work, (".",))
+    identity = fingerprint(
+        params,
+        PARAMS_KEYS,
+        {"data": image_inputs(root, ids), "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids])},
+    )
+    work = open_partial(args.out, identity)
+    todo = pending(ids, work)
     log.info(
         "crf-masks: %d images, %d already done, alpha %s, t %s", len(ids), len(ids) - len(todo), cfg["alpha"], cfg["t"]
     )
-    per_image_pool(_work, todo, args.threads, "crf-masks", _init, (root, Path(args.cams), work, labels, cfg))
-    finish_resumable_dir(args.out)
+    per_image_pool(_work, todo, args.threads, "crf-masks", _init, (root, cams_dir, work, labels, cfg))
+    finish_partial(args.out, stage_outputs("crf_masks", root, params), identity)

@@ -1,9 +1,10 @@
-"""random-walk: AffinityNet random walk of the CAMs into pseudo-masks (spec 4.3 step 4).
+"""random-walk: AffinityNet random walk of the CAMs into pseudo-masks (docs/faithfulness.md).
 
-Per image: affinities within the radius (self-affinity 1, 0 beyond), raised to beta, column-normalised into a
-transition matrix T; the CAMs, average-pooled 8x with a constant background score, are multiplied by T^(2^logt),
-upsampled bilinearly and argmaxed. The official code squares a dense T logt times (O(n^3) per squaring); here the
-2^logt products v <- v T run on the sparse T, which is the same product (matrix powers associate) in O(2^logt * nnz).
+Per image: affinities on the official pair set, or on every in-image pair with `affinity.fix_pair_region`
+(self-affinity 1, 0 elsewhere), raised to beta, column-normalised into a transition matrix T; the CAMs,
+average-pooled 8x with a constant background score, are multiplied by T^(2^logt), upsampled bilinearly and argmaxed.
+The official code squares a dense T logt times (O(n^3) per squaring); here the 2^logt products v <- v T run on the
+sparse T, which is the same product (matrix powers associate) in O(2^logt * nnz).
 """
 
 from __future__ import annotations
@@ -18,14 +19,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppcseg.cam.infer import load_cams, to_tensor
-from ppcseg.data.voc import load_image, read_ids, save_mask, voc_dirs
-from ppcseg.refine.affinity_labels import check_labels, pending
+from ppcseg.data.cams import load_cams, to_tensor
+from ppcseg.data.voc import load_image, save_mask, voc_dirs
 from ppcseg.refine.affinity_net import AffinityNet, load_affinity_net, sparse_affinity
-from ppcseg.utils.io import finish_resumable_dir, resumable_dir
+from ppcseg.utils.per_image import (
+    check_labels,
+    fingerprint,
+    finish_partial,
+    folder_inputs,
+    image_inputs,
+    open_partial,
+    pending,
+    stage_ids,
+    stage_outputs,
+)
 from ppcseg.utils.progress import progress
 
-PARAMS_KEYS: tuple[str, ...] = ("random_walk",)
+PARAMS_KEYS: tuple[str, ...] = ("random_walk", "affinity.fix_pair_region")
 STRIDE = 8
 log = logging.getLogger("ppcseg")
 
@@ -68,15 +78,16 @@ def random_walk_mask(
     logt: int,
     bg_score: float,
     radius: int,
+    all_pairs: bool = False,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """Pseudo-mask (H, W) uint8 in VOC indices."""
+    """Pseudo-mask (H, W) uint8 in VOC indices; `all_pairs` as in `pair_indices`."""
     height, width = image.shape[:2]
     padded = (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)
     x = F.pad(to_tensor(image), (0, padded[1] - width, 0, padded[0] - height))[None].to(device)
     features = net(x)
     fh, fw = features.shape[-2:]
-    affinity, _ = sparse_affinity(features, radius, beta)
+    affinity, _ = sparse_affinity(features, radius, beta, all_pairs=all_pairs)
     scores = pooled_scores(cams, bg_score, padded, (fh, fw)).to(device)
     walked = walk(affinity, scores.reshape(scores.shape[0], -1), logt).reshape(1, -1, fh, fw)
     up = F.interpolate(walked, size=padded, mode="bilinear", align_corners=False)[0, :, :height, :width]
@@ -86,8 +97,8 @@ def random_walk_mask(
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["random_walk"]
-    root = Path(args.data)
-    ids = read_ids(root, cfg["split"])
+    root, cams_dir, checkpoint = Path(args.data), Path(args.cams), Path(args.checkpoint)
+    ids = stage_ids("random_walk", root, params)
     labels = check_labels(root, ids)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = load_affinity_net(args.checkpoint).to(device)
@@ -99,10 +110,19 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             backbone,
             params["cam"]["backbone"],
         )
-    work = resumable_dir(args.out)
-    todo = pending(ids, work, (".",))
+    identity = fingerprint(
+        params,
+        PARAMS_KEYS,
+        {
+            "data": image_inputs(root, ids),
+            "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids]),
+            "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name]),
+        },
+    )
+    work = open_partial(args.out, identity)
+    todo = pending(ids, work)
     log.info(
-        "random-walk on %s: %d images, %d already done, beta %s, logt %s, bg %s, radius %s, device %s",
+        "random-walk on %s: %d images, %d already done, beta %s, logt %s, bg %s, radius %s, %s pairs, device %s",
         cfg["split"],
         len(ids),
         len(ids) - len(todo),
@@ -110,12 +130,13 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         cfg["logt"],
         cfg["bg_score"],
         cfg["radius"],
+        "all in-image" if params["affinity"]["fix_pair_region"] else "official",
         device,
     )
     start = time.monotonic()
     for image_id in progress(todo, desc="random-walk"):
         image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
-        classes, cams = load_cams(args.cams, image_id, labels[image_id], image.shape[:2])
+        classes, cams = load_cams(cams_dir, image_id, labels[image_id], image.shape[:2])
         mask = random_walk_mask(
             net,
             image,
@@ -125,10 +146,11 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             logt=cfg["logt"],
             bg_score=cfg["bg_score"],
             radius=cfg["radius"],
+            all_pairs=params["affinity"]["fix_pair_region"],
             device=device,
         )
         save_mask(work / f"{image_id}.png", mask)
     if todo:
         elapsed = time.monotonic() - start
         log.info("random-walk: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / elapsed)
-    finish_resumable_dir(args.out)
+    finish_partial(args.out, stage_outputs("random_walk", root, params), identity)

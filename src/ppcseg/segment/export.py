@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from ppcseg.data.voc import load_image, read_ids, save_mask, voc_dirs
 from ppcseg.segment.checkpoint import load_segmentor
 from ppcseg.segment.test import PROTOCOLS, InferenceProtocol, device, predict_labels
-from ppcseg.utils.io import finish_resumable_dir, resumable_dir
+from ppcseg.utils.per_image import fingerprint, finish_partial, folder_inputs, open_partial, pending
 from ppcseg.utils.progress import progress
 
 PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
@@ -31,10 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     protocol = InferenceProtocol.from_params(args.protocol, params["segmentation"]["test"])
-    ids = read_ids(args.data, args.split)
-    images = voc_dirs(args.data)["images"]
-    partial = resumable_dir(args.out)
-    todo = [i for i in ids if not (partial / f"{i}.png").is_file()]
+    root, checkpoint = Path(args.data), Path(args.checkpoint)
+    ids = read_ids(root, args.split)
+    images = voc_dirs(root)["images"]
+    # The split and protocol are flags, not params: they belong to the run's identity too.
+    identity = fingerprint(
+        params | {"flags": {"split": args.split, "protocol": args.protocol}},
+        (*PARAMS_KEYS, "flags"),
+        {
+            "images": folder_inputs(images, [f"{i}.jpg" for i in ids]),
+            "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name]),
+        },
+    )
+    partial = open_partial(args.out, identity)
+    todo = pending(ids, partial)
     log.info("export-predictions: %d of %d images of '%s' to predict", len(todo), len(ids), args.split)
     if todo:
         model, _ = load_segmentor(args.checkpoint, device())
@@ -42,4 +53,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             save_mask(
                 partial / f"{image_id}.png", predict_labels(model, load_image(images / f"{image_id}.jpg"), protocol)
             )
-    finish_resumable_dir(args.out)
+    finish_partial(args.out, [f"{i}.png" for i in ids], identity)

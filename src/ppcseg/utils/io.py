@@ -6,11 +6,33 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+# Every temporary name holds this mark (`.<name>.<random>.tmp[.suffix]`), so leftovers of a killed writer can be found.
+TMP_MARK = ".tmp"
+
+
+def _create_temporary(parent: Path, prefix: str, suffix: str, *, directory: bool) -> Path:
+    """Create a new file or folder with a random name, with the modes the umask gives (mkstemp would force 0600)."""
+    while True:
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                candidate.mkdir(mode=0o777)
+            else:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether `path` is a temporary of `atomic_path` / `atomic_dir` (a hidden name holding the temporary mark)."""
+    return path.name.startswith(".") and TMP_MARK in path.name
 
 
 @contextlib.contextmanager
@@ -21,9 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(path.parent, f".{path.stem}.", f"{TMP_MARK}{path.suffix}", directory=False)
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -39,7 +59,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; on success replace `path` with it, on failure remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _create_temporary(path.parent, f".{path.name}.", TMP_MARK, directory=True)
     try:
         yield tmp
         if path.exists():
@@ -60,25 +80,6 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def resumable_dir(path: str | Path) -> Path:
-    """A work folder for per-item outputs of a resumable stage: `<path>.partial`, kept across kills.
-
-    Items are written into it atomically one by one; `finish_resumable_dir` renames it to `path` when all are done.
-    """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    return partial
-
-
-def finish_resumable_dir(path: str | Path) -> None:
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(partial, path)
-
-
 def stat_fingerprint(paths: Iterable[Path], root: Path) -> str:
     """Names (relative to `root`), sizes and mtimes of `paths`: a cheap identity of a stage's input files.
 
@@ -87,6 +88,10 @@ def stat_fingerprint(paths: Iterable[Path], root: Path) -> str:
     """
     digest = hashlib.sha256()
     for path in paths:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        try:
+            stat = path.stat()
+            identity = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except FileNotFoundError:  # the stage reports the missing file itself, with its own message
+            identity = "missing"
+        digest.update(f"{path.relative_to(root)}:{identity};".encode())
     return digest.hexdigest()

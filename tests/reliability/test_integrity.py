@@ -1,0 +1,207 @@
+"""Workflow integrity: a finished output is complete, current and made with the current settings.
+
+Unit-level checks call the stages directly on a tiny generated VOC folder; the workflow-level ones dry-run Snakemake
+in a scratch copy of the repository (no stage runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ppcseg.cam import infer
+from ppcseg.cam.train import train
+from ppcseg.data.cams import load_cams
+from ppcseg.data.voc import load_mask, read_ids, save_mask
+from ppcseg.refine import affinity_labels, crf_masks
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import atomic_dir, atomic_path, write_json
+from tests.cam._tinyvoc import make_tiny_voc, tiny_cam_params
+from tests.refine.helpers import (
+    StubCamNet,
+    args,
+    default_params,
+    interrupted_run,
+    keep_only,
+    make_voc,
+    oracle_cams,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_voc(tmp_path_factory.mktemp("voc") / "VOC2012", size=40, train=3, val=1, extra=2)
+    oracle_cams(root, root.parent / "cams", noise=0.1)
+    return root
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+# -------------------------------------------------------------------- 1. stale per-image work after a change
+
+
+def _infer(voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flip: bool, out: Path):
+    monkeypatch.setattr(infer, "_load_net", lambda path: StubCamNet())
+    (tmp_path / "cam.pt").write_bytes(b"checkpoint")
+    params = default_params(infer_cam={"splits": ["train_aug"], "scales": [1.0], "flip": flip})
+    return args(data=str(voc), checkpoint=str(tmp_path / "cam.pt"), out=str(out)), params
+
+
+def test_infer_cam_discards_a_partial_folder_made_with_other_settings(voc, tmp_path, monkeypatch, caplog):
+    """Case 1: kill infer_cam, change infer_cam.flip, run again: every CAM is made with the new setting."""
+    run_args, with_flip = _infer(voc, tmp_path, monkeypatch, True, tmp_path / "cams")
+    partial = interrupted_run(monkeypatch, infer, run_args, with_flip)
+    ids = read_ids(voc, "train_aug")
+    keep_only(partial, [f"{i}.npz" for i in ids[:3]])  # killed after 3 images
+    _, without_flip = _infer(voc, tmp_path, monkeypatch, False, tmp_path / "cams")
+    with caplog.at_level(logging.WARNING, logger="ppcseg"):
+        infer.run(run_args, without_flip)
+    assert "made with other settings or inputs" in caplog.text
+    ref_args, _ = _infer(voc, tmp_path, monkeypatch, False, tmp_path / "ref")
+    infer.run(ref_args, without_flip)
+    for image_id in ids:
+        np.testing.assert_array_equal(
+            load_cams(tmp_path / "cams", image_id)[1], load_cams(tmp_path / "ref", image_id)[1]
+        )
+
+
+def test_infer_cam_discards_a_partial_folder_of_another_checkpoint(voc, tmp_path, monkeypatch, caplog):
+    run_args, params = _infer(voc, tmp_path, monkeypatch, True, tmp_path / "cams")
+    partial = interrupted_run(monkeypatch, infer, run_args, params)
+    (tmp_path / "cam.pt").write_bytes(b"a retrained checkpoint")  # same path, new contents
+    with caplog.at_level(logging.WARNING, logger="ppcseg"):
+        interrupted_run(monkeypatch, infer, run_args, params)
+    assert "made with other settings or inputs" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ppcseg"):
+        infer.run(run_args, params)  # same settings and inputs as the interrupted run: resumed
+    assert "other settings" not in caplog.text and not partial.exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "section", "change"),
+    [(crf_masks, "crf_masks", {"alpha": 2.0}), (affinity_labels, "affinity", {"low_alpha": 2.0})],
+)
+def test_crf_stages_discard_a_partial_folder_made_with_other_settings(
+    voc, tmp_path, monkeypatch, module, section, change
+):
+    out = tmp_path / "out"
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    partial = interrupted_run(monkeypatch, module, run_args, default_params())
+    sentinel = np.full((40, 40), 19, dtype=np.uint8)
+    for path in partial.rglob("*.png"):
+        save_mask(path, sentinel)  # marks the work of the old settings
+    module.run(run_args, default_params(**{section: change}))
+    for path in out.rglob("*.png"):
+        assert not (load_mask(path) == 19).all(), f"{path} was made with the old settings"
+
+
+# -------------------------------------------------------------------- 2. complete before the rename
+
+
+def test_a_partial_folder_deleted_while_the_stage_runs_fails_the_stage(voc, tmp_path, monkeypatch):
+    """Case 2: delete <out>.partial mid-run: the stage fails, and nothing is renamed into place."""
+    out = tmp_path / "crf"
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    work, calls = crf_masks._work, []
+
+    def work_then_delete(image_id: str) -> None:
+        work(image_id)
+        calls.append(image_id)
+        if len(calls) == 2:
+            shutil.rmtree(out.with_name("crf.partial"))
+
+    monkeypatch.setattr(crf_masks, "_work", work_then_delete)
+    with pytest.raises(InputError, match=r"crf\.partial: changed by something else while the stage ran"):
+        crf_masks.run(run_args, default_params())
+    assert not out.exists()
+
+
+def test_an_output_missing_at_the_end_fails_the_stage(voc, tmp_path, monkeypatch):
+    out = tmp_path / "crf"
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    work, ids = crf_masks._work, read_ids(voc, "train_aug")
+
+    def work_then_lose_one(image_id: str) -> None:
+        work(image_id)
+        if image_id == ids[-1]:
+            (out.with_name("crf.partial") / f"{ids[0]}.png").unlink()
+
+    monkeypatch.setattr(crf_masks, "_work", work_then_lose_one)
+    with pytest.raises(InputError, match=rf"1 of {len(ids)} output file\(s\) missing after the run, e.g. \['{ids[0]}"):
+        crf_masks.run(run_args, default_params())
+    assert not out.exists()
+    monkeypatch.setattr(crf_masks, "_work", work)
+    crf_masks.run(run_args, default_params())  # the same command finishes it
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
+
+
+# -------------------------------------------------------------------- 3. no temporaries in a finished output
+
+
+def test_temporaries_of_a_killed_write_do_not_reach_the_finished_output(voc, tmp_path, monkeypatch):
+    """Case 3: a SIGKILL inside an atomic write leaves `.<id>.<random>.tmp.png`; the finished folder has none."""
+    out = tmp_path / "labels"
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
+    partial = interrupted_run(monkeypatch, affinity_labels, run_args, default_params())
+    ids = read_ids(voc, "train_aug")
+    keep_only(partial, [f"la/{ids[0]}.png", f"ha/{ids[0]}.png"])
+    for sub in ("la", "ha"):
+        with pytest.raises(KeyboardInterrupt), atomic_path(partial / sub / f"{ids[1]}.png") as tmp:
+            leftover = tmp.with_name(tmp.name + "-kept")
+            shutil.copy(tmp, leftover)  # a kill skips the clean-up: keep the temporary under its own name
+            raise KeyboardInterrupt
+        leftover.rename(tmp)
+    assert len(hidden_files(partial)) == 3  # the two temporaries and the fingerprint
+    affinity_labels.run(run_args, default_params())
+    assert hidden_files(out) == []
+    assert sorted(p.name for p in out.rglob("*")) == sorted(["la", "ha"] + [f"{i}.png" for i in ids] * 2)
+
+
+# -------------------------------------------------------------------- 4. the loss curve of a resumed training
+
+
+def test_the_loss_csv_covers_the_whole_run_after_snakemake_deleted_it(tmp_path):
+    """Case 4b: Snakemake deletes an interrupted job's outputs; the resumed run still writes every step's row."""
+    voc = make_tiny_voc(tmp_path / "voc", n=8)
+    cam = tiny_cam_params(max_steps=6, checkpoint_every=2)
+
+    def run(out: Path, **kwargs) -> None:
+        train(voc, cam, 0, out=out / "cam.pt", loss_csv=out / "loss.csv", state_dir=out / "state", **kwargs)
+
+    run(tmp_path / "ref")
+    run(tmp_path / "cut", stop_after=3)  # state at step 2
+    (tmp_path / "cut" / "loss.csv").unlink()  # --rerun-incomplete removes it before the job starts again
+    run(tmp_path / "cut")
+    assert (tmp_path / "cut" / "loss.csv").read_text() == (tmp_path / "ref" / "loss.csv").read_text()
+    assert len((tmp_path / "ref" / "loss.csv").read_text().splitlines()) == 1 + 6
+
+
+# -------------------------------------------------------------------- outputs readable as the umask says
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_atomic_outputs_get_the_modes_of_the_umask(tmp_path, umask, file_mode, dir_mode):
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "metrics.json", {"mIoU": 1.0})
+        with atomic_path(tmp_path / "cam.pt") as tmp:
+            torch.save({"x": 1}, tmp)
+        with atomic_dir(tmp_path / "cams") as tmp:
+            (tmp / "a.txt").write_text("a")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "cam.pt").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "cams").stat().st_mode) == dir_mode
