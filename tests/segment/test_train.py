@@ -18,6 +18,7 @@ from ppcseg.config import REPO_ROOT, load_params
 from ppcseg.data.voc import read_ids, save_mask
 from ppcseg.segment.train import build_train_config, train
 from ppcseg.utils.checkpoint import load_checkpoint
+from tests.timing import HANG_GUARD_S
 
 ITERS = 4
 OVERLAY = f"""
@@ -148,13 +149,22 @@ def test_eval_cli(voc_root, params_files, trained, tmp_path, protocol, stage):
         assert row["settings"]["scales"] == [0.75, 1.0] and row["settings"]["flip"] is True
 
 
-def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path):
+def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path, monkeypatch):
+    from ppcseg.segment import export
+    from tests.refine.helpers import Interrupted, keep_only
+
     out = tmp_path / "pred"
     ids = read_ids(voc_root, "val")
+    args = ["export-predictions", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
+    args += ["--split", "val", "--out", str(out), "--protocol", "single"]
+    with monkeypatch.context() as patch:  # killed before the rename
+        patch.setattr(export, "finish_partial", lambda *_: (_ for _ in ()).throw(Interrupted()))
+        with pytest.raises(Interrupted):
+            main(args)
+    keep_only(tmp_path / "pred.partial", [f"{ids[0]}.png"])
     done_before_kill = np.full((3, 3), 7, np.uint8)  # a marker: a resumed run must keep finished images
     save_mask(tmp_path / "pred.partial" / f"{ids[0]}.png", done_before_kill)
-    args = ["export-predictions", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
-    assert main([*args, "--split", "val", "--out", str(out), "--protocol", "single"]) == 0
+    assert main(args) == 0
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
     assert not (tmp_path / "pred.partial").exists()
     assert np.array_equal(np.asarray(Image.open(out / f"{ids[0]}.png")), done_before_kill)
@@ -238,7 +248,7 @@ def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
         *("--data", str(voc_root), "--masks", str(voc_root / "pseudo")),
         *("--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "seg.pt"), "--log-file", str(tmp_path / "log")),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert load_checkpoint(tmp_path / "seg.pt")["meta"]["iter"] == ITERS
     log = (tmp_path / "log").read_text()
