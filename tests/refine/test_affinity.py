@@ -240,9 +240,7 @@ def test_affinity_crop_pads_with_black_pixels(voc):
     ids = read_ids(voc, "train_aug")
     dataset = train_affinity.AffinityDataset(voc, voc.parent / "labels", ids, crop=64, seed=0)
     x, target = dataset[0]
-    padded = (x == x[:, :1, :1]).all(dim=0)  # a 48 px image in a 64 px crop: padding along both axes
-    black = torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
-    assert 0 < padded.float().mean() < 1
-    torch.testing.assert_close(x[:, ~(padded.any(0).expand(64, 64) & False)][:, 0] * 0 + x[:, 0, 0], x[:, 0, 0])
-    torch.testing.assert_close(x[:, padded].T, black.expand(int(padded.sum()), 3))
-    assert (target == 255).any()
+    black = torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]).view(3, 1, 1)
+    padded = (x - black).abs().amax(dim=0) < 1e-5
+    assert padded.float().mean().item() == pytest.approx(1 - 48**2 / 64**2, abs=0.02)  # a 48 px image, 64 px crop
+    assert (target == 255).float().mean() >= 0.25  # blocks of padding only

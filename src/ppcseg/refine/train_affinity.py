@@ -1,12 +1,14 @@
-"""train-affinity: AffinityNet on the la/ha CRF maps of train_aug (spec 4.3 steps 2-3).
+"""train-affinity: AffinityNet on the la/ha CRF maps of train_aug (docs/faithfulness.md).
 
 Labels (per crop): start from la; where la says background -> 255 (uncertain); where ha says background -> 0;
-padding -> 255. The one-hot la and ha maps are average-pooled 8x and argmaxed separately before that combination.
-Pairs within `affinity.radius` give bg-positive (both 0), fg-positive (same class > 0) and negative (different)
-sets; loss = 1/4 bg + 1/4 fg + 1/2 neg with -log(a + 1e-5) for positives and -log(1 + 1e-5 - a) for negatives.
-Poly SGD (new layers 10x) with the official momentum quirk unless cam.fix_sgd_momentum. Checkpoints every
-cam.checkpoint_every steps; a restart resumes exactly (data order and augmentation are functions of seed, epoch
-and index; the torch RNG states are saved for dropout).
+padding (black pixels, as the official crop pads) -> 255. The one-hot la and ha maps are average-pooled 8x and
+argmaxed separately before that combination (the official code pools the CRF marginals instead; the saved maps are
+argmax PNGs). The crop's pairs within `affinity.radius` (the official set, or every in-image pair with
+`affinity.fix_pair_region`, as in the random walk) give bg-positive (both 0), fg-positive (same class > 0) and
+negative (different) sets; loss = 1/4 bg + 1/4 fg + 1/2 neg with -log(a + 1e-5) for positives and
+-log(1 + 1e-5 - a) for negatives. Poly SGD (new layers 10x) with the official momentum quirk unless
+cam.fix_sgd_momentum. Checkpoints every cam.checkpoint_every steps; a restart resumes exactly (data order and
+augmentation are functions of seed, epoch and index; the torch RNG states are saved for dropout).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ppcseg.cam.infer import to_tensor
+from ppcseg.data.cams import to_tensor
 from ppcseg.data.voc import NUM_CLASSES, load_image, load_mask, read_ids, voc_dirs
 from ppcseg.refine.affinity_net import AffinityNet, build_affinity_net, pair_affinity, pair_indices, save_affinity_net
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
-from ppcseg.utils.errors import InputError
+from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.io import stat_fingerprint, write_text
 from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
@@ -116,7 +118,8 @@ class AffinityDataset(Dataset):
         image = np.asarray(color_jitter(Image.fromarray(np.ascontiguousarray(image)), rng))
         crop = self.crop
         (ys, yd, yn), (xs, xd, xn) = (_crop_window(image.shape[0], crop, rng), _crop_window(image.shape[1], crop, rng))
-        x = torch.zeros((3, crop, crop))
+        # The official crop pads the raw image with black before normalising (not with the mean colour).
+        x = to_tensor(np.zeros((crop, crop, 3), dtype=np.uint8))
         x[:, yd : yd + yn, xd : xd + xn] = to_tensor(image[ys : ys + yn, xs : xs + xn])
         la_c = np.zeros((crop, crop), dtype=np.uint8)
         ha_c = np.zeros((crop, crop), dtype=np.uint8)
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
 
     dataset = AffinityDataset(root, labels_dir, ids, cfg["crop_size"], seed)
     feat = cfg["crop_size"] // STRIDE
-    src, dst = pair_indices(cfg["radius"], feat, feat)
+    src, dst = pair_indices(cfg["radius"], feat, feat, all_pairs=cfg["fix_pair_region"])
     src, dst = src.to(device), dst.to(device)
     log.info(
         "train-affinity: %d images, %d steps (batch %d, %d epochs), crop %d, %d pairs per crop, device %s",
@@ -263,6 +266,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_mult"]
             losses = affinity_loss(pair_affinity(features, src, dst), *pair_labels(targets.to(device), src, dst))
+            refuse_non_finite_loss(step + 1, {k: float(v) for k, v in losses.items()}, "loss")
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
