@@ -1,4 +1,4 @@
-"""Training augmentation of the classification stage (spec 2.4), deterministic per sample.
+"""Training augmentation of the classification stage (docs/faithfulness.md), deterministic per sample.
 
 Each sample draws its randomness from `numpy.random.default_rng((seed, epoch, index))`, so an augmented batch depends
 only on the run's seed and the sample's position in the schedule: not on the number of DataLoader workers, the number

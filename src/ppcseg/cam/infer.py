@@ -1,4 +1,4 @@
-"""infer-cam: multi-scale, flipped CAM inference of a trained CAM network (spec 4.1 SEAM variant, 4.4 EPS variant).
+"""infer-cam: multi-scale, flipped CAM inference of a trained CAM network (docs/faithfulness.md).
 
 Writes <out>/<id>.npz CAM files in the format of `ppcseg.data.cams`, which every consumer reads them with.
 """
@@ -36,7 +36,7 @@ from ppcseg.utils.progress import progress
 PARAMS_KEYS: tuple[str, ...] = ("infer_cam",)
 log = logging.getLogger("ppcseg")
 
-# SEAM's min-max normalisation offset (spec 4.1): values below min + EPS become 0 before scaling.
+# SEAM's min-max normalisation offset: values below min + EPS become 0 before scaling.
 EPS = 1e-5
 
 
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scaled_inputs(image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
-    """The image resized by each scale with PIL bicubic (spec 4.1), normalised, (3, h, w) each."""
+    """The image resized by each scale with PIL bicubic, normalised, (3, h, w) each."""
     height, width = image.shape[:2]
     pil = Image.fromarray(image)
     out = []
@@ -95,8 +95,8 @@ def infer_image(
 ) -> np.ndarray:
     """Normalised CAMs (K, H, W) float32 of the present classes, in [0, 1].
 
-    SEAM (spec 4.1): sum of the PCM-refined CAM over scales x flips, negatives clipped, per-class min-max with the
-    1e-5 offset. EPS (spec 4.4): sum of softmaxed raw CAMs, divided by the per-class max + 1e-5.
+    SEAM: sum of the PCM-refined CAM over scales x flips, negatives clipped, per-class min-max with the
+    1e-5 offset. EPS: sum of softmaxed raw CAMs, divided by the per-class max + 1e-5.
     `batch_flips` runs both flips of a scale as one batch of 2 (same result, fewer calls).
     """
     classes_arr = np.asarray(classes, dtype=np.int64)

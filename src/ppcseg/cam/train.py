@@ -1,13 +1,13 @@
 """Stage `train-cam`: train the CAM network (SEAM or EPS, with or without PPC) on VOC train_aug.
 
-Objectives (docs/ppc_spec.md):
+Objectives (docs/faithfulness.md):
 
-    seam + ppc   spec 1.8: [cls + rvmin + ER + ECR](view 1, view 2) + cross-prototype + cross-pseudo-label + intra
-    seam         spec 2.3: the same SEAM terms with the same two views (view 2 = view 1 resized to cam.view2_size,
+    seam + ppc   [cls + rvmin + ER + ECR](view 1, view 2) + cross-prototype + cross-pseudo-label + intra
+    seam         the same SEAM terms with the same two views (view 2 = view 1 resized to cam.view2_size,
                  as PPC's code does; cam.view2_scale 0.3 gives the original SEAM's 0.3x rescale instead)
-    eps + ppc    spec 1.9: cls + rvmin + ER/ECR at feature resolution + 1/2 saliency(CAMs) + 1/2 saliency(PCM CAMs)
+    eps + ppc    cls + rvmin + ER/ECR at feature resolution + 1/2 saliency(CAMs) + 1/2 saliency(PCM CAMs)
                  + the contrast terms (EPS layout, background last)
-    eps          spec 3: the EPS baseline, one view, cls + saliency loss, no PCM
+    eps          the EPS baseline, one view, cls + saliency loss, no PCM
 
 Reproducibility: the global batch of step t, each sample's augmentation, the dropout masks and the PPC sampling are
 pure functions of (seed, t), so a run killed at any point and restarted with the same command resumes from its last

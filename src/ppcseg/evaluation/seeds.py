@@ -1,6 +1,6 @@
 """eval-seeds: mIoU of CAM seeds on VOC train against SegmentationClass, at a fixed background score and swept.
 
-Seed prediction at background score t (spec 4.2): argmax over [t, CAMs], absent classes 0, in float32 as the
+Seed prediction at background score t (docs/faithfulness.md): argmax over [t, CAMs], absent classes 0, in float32 as the
 official code fills t into a float32 array. Ties go to background (first index), so a pixel is foreground iff its max
 CAM > float32(t), and then takes the present class with the highest CAM (the lower class index on ties).
 All thresholds come from one pass: each pixel's prediction as a function of t changes only once, at its max CAM, so

@@ -1,6 +1,6 @@
 """Pixel-to-prototype contrast (PPC, Du et al., CVPR 2022) as the official code computes it.
 
-Spec: docs/ppc_spec.md sections 1.4-1.7 (SEAM variant) and 1.9 (EPS variant). One call computes, for a batch of two
+The official contrast loss, SEAM and EPS variants (docs/faithfulness.md). One call computes, for a batch of two
 views, the pseudo labels and the 21 batch-level prototypes of each view (both constants) and the three contrast terms:
 
 * ``cross_prototype``: a pixel against the *other* view's prototypes, labelled with its own view's pseudo label;
@@ -9,12 +9,12 @@ views, the pseudo labels and the 21 batch-level prototypes of each view (both co
   per class over a "random" half of the class's pixels plus the 10-60 % least-similar band, summed over the classes
   with at least two pixels and divided by the number of classes present (singletons included).
 
-Faithful details kept on purpose (spec [quirk] marks):
+Faithful details kept on purpose ([quirk] marks; docs/faithfulness.md):
 
 * min-max normalisation leaves the minimum slightly negative instead of 0;
 * the background channel is the constant background score, so its prototype comes from the pixels ``torch.topk``
   returns for a fully tied row. The prototype ranking always runs on CPU so that the tie-breaking (and with it the
-  background prototype) is the same on every device, and matches the spec's CPU check (pixels 160-191 of a
+  background prototype) is the same on every device, and matches the official code's on CPU (pixels 160-191 of a
   single-image 16x16 batch);
 * prototypes rank the pixels of the whole batch whatever the image labels say;
 * the positive is not removed before ranking the semi-hard negatives, so it may appear twice in the denominator;
@@ -59,7 +59,7 @@ _NORM_EPS = 1e-5
 
 @dataclass(frozen=True)
 class ContrastVariant:
-    """Constants that differ between the SEAM and EPS versions of the contrast loss (spec 1.5, 1.6, 1.9)."""
+    """Constants that differ between the SEAM and EPS versions of the contrast loss."""
 
     bg_channel: int  # index of the background channel in the 21-channel layout
     bg_score: float  # constant normalised CAM value of the background when labelling pixels
@@ -147,7 +147,7 @@ def _background_prototype(norm_cam: Tensor, feats: Tensor, labels: Tensor, *, k:
 
 
 def _prototype_nll(z: Tensor, prototypes: Tensor, target: Tensor) -> Tensor:
-    """Mean over pixels of -log softmax(z . q / tau)[target] over all prototypes (spec 1.7, cross-view terms)."""
+    """Mean over pixels of -log softmax(z . q / tau)[target] over all prototypes (cross-view terms)."""
     return F.cross_entropy(z @ prototypes.T / TAU, target)
 
 
@@ -225,7 +225,7 @@ def pixel_prototype_contrast(
 
     ``sampling``: ``"first"`` takes the first floor(n/2) pixels of a class in raster order as the "random half" of
     hard pixel sampling; ``"random"`` draws them uniformly without replacement with ``generator``. The three ``fix``/
-    ``mask``/``exclude`` switches (default off = faithful) are the spec's [quirk] fixes; see :func:`class_prototypes`
+    ``mask``/``exclude`` switches (default off = faithful) are the [quirk] fixes of docs/faithfulness.md; see :func:`class_prototypes`
     for the first two. ``exclude_positive_from_negatives`` ranks the 20 other prototypes and takes their ranks 4-13.
     """
     if variant not in VARIANTS:

@@ -1,4 +1,4 @@
-"""SEAM's losses (spec 2.3) and the variant the EPS route of PPC uses (spec 1.9).
+"""SEAM's losses and the variant the EPS route of PPC uses (docs/faithfulness.md).
 
 Terms, for the raw CAMs ``cam`` and the PCM-refined CAMs ``cam_rv`` of two views of one batch:
 
@@ -133,7 +133,7 @@ def seam_losses(
     layout: str = "seam",
     fix_eps_max_onehot: bool = False,
 ) -> dict[str, Tensor]:
-    """SEAM's four terms and their sum (spec 2.3); ``layout="eps"`` gives the EPS-route variant (spec 1.9).
+    """SEAM's four terms and their sum ; ``layout="eps"`` gives the EPS-route variant.
 
     ``cam1``, ``cam_rv1``: view-1 raw and PCM CAMs; ``cam2``, ``cam_rv2``: the same for view 2, whose spatial size sets
     the ER/ECR resolution; ``labels`` (N, 21) in the layout's order with the background entry set.

@@ -1,9 +1,9 @@
-"""The CAM network of SEAM + PPC and EPS + PPC (spec 1.3, 1.9, 2.2, 3): backbone, fc8, PCM and projection head.
+"""The CAM network of SEAM + PPC and EPS + PPC (docs/faithfulness.md): backbone, fc8, PCM and projection head.
 
     SEAM  fc8 21 channels, background channel 0; Dropout2d(0.5) on conv6 feeds fc8 and the projection head.
     EPS   fc8 21 channels, background channel 20 (VOC class k -> channel k-1); no dropout.
 
-PCM (pixel correlation module, spec 2.2) refines the CAM with an affinity built from the input image and the detached
+PCM (pixel correlation module) refines the CAM with an affinity built from the input image and the detached
 conv4/conv5 taps; it is trained only by the losses that read its output. The EPS baseline (method eps, ppc false) has
 no PCM, as in EPS itself; its forward returns cam_rv None. The projection head (1x1 conv -> 128, ReLU) exists only
 with ppc=True.
@@ -106,7 +106,7 @@ class CamNet(nn.Module):
         return torch.matmul(cam_in, aff).view(n, NUM_CLASSES, h, w)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """The 4 SGD groups of spec 2.5: backbone weights 1x, backbone biases 2x (no decay), new-layer weights 10x,
+        """The 4 SGD groups of the official optimiser: backbone weights 1x, backbone biases 2x (no decay), new-layer weights 10x,
         new-layer biases 20x (no decay). Only conv and GroupNorm parameters that train; BatchNorm is never optimised.
         Each group carries `lr_mult` for the poly schedule.
         """

@@ -1,4 +1,4 @@
-"""ResNet-38 (model A1 of "Wider or Deeper", Wu et al. 2019) as used by PSA, SEAM, EPS and PPC (spec 2.1).
+"""ResNet-38 (model A1 of "Wider or Deeper", Wu et al. 2019) as used by PSA, SEAM, EPS and PPC (docs/faithfulness.md).
 
 Pre-activation residual blocks, dilated to output stride 8. Module attributes use the SEAM/PSA names (`conv1a`,
 `b2.conv_branch2a`, `bn7`, ...) so that their converted `.pth` files load directly; the original MXNet `.params`

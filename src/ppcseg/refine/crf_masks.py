@@ -1,4 +1,4 @@
-"""crf-masks: EPS-route pseudo-masks by soft dense CRF on [(1 - max CAM)^alpha, CAMs] (spec 4.4).
+"""crf-masks: EPS-route pseudo-masks by soft dense CRF on [(1 - max CAM)^alpha, CAMs] (docs/faithfulness.md).
 
 The CRF runs over the K + 1 present labels (background first), as the official `crf_inference` call does, and its
 argmax is mapped back to VOC indices -> <out>/<id>.png for train_aug.

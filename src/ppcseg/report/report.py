@@ -28,7 +28,7 @@ from ppcseg.utils.io import atomic_dir, write_text
 
 PARAMS_KEYS: tuple[str, ...] = ("report",)
 
-# Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README (docs/ppc_spec.md section 5).
+# Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README.
 PAPER = {
     "seam": {"seed": 61.5, "mask": 69.2, "segmentation-msf-crf": 67.7},
     "eps": {"seed": 70.5, "segmentation-msf-crf": 72.6},

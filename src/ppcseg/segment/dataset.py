@@ -1,4 +1,4 @@
-"""VOC-layout dataset for mmseg that trains on a pseudo-mask folder, plus the official augmentations (spec 4.5)."""
+"""VOC-layout dataset for mmseg that trains on a pseudo-mask folder, plus the official augmentations (docs/faithfulness.md)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 * `PPCEncoderDecoder`: mmseg's EncoderDecoder that fills the decode head's `in_channels` from the backbone, so a config
   need not know the channels of the tiny demo backbone.
 * `DeepLabV2Head`: the DeepLab-v2 ASPP classifier (sum of dilated 3x3 classifiers).
-* `LargeFOVHead`: the DeepLab-v1 LargeFOV-style head of the official segmentation code (spec 4.5).
+* `LargeFOVHead`: the DeepLab-v1 LargeFOV-style head of the official segmentation code (docs/faithfulness.md).
 * `DeepLabOptimWrapperConstructor`: the official parameter groups (conv weights 1x, conv biases 2x, head 10x / 20x,
   BN affine parameters never optimised).
 """

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-# Multipliers of the base lr for the four SGD groups (spec 2.5), and whether weight decay applies.
+# Multipliers of the base lr for the four SGD groups (as the official optimiser), and whether weight decay applies.
 GROUP_LR_MULT = (1.0, 2.0, 10.0, 20.0)
 GROUP_DECAY = (True, False, True, False)
 

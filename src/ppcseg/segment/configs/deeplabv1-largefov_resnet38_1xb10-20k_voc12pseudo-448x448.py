@@ -1,4 +1,4 @@
-# SEAM + PPC route (spec 4.5, SEAM_deeplabv1_resnet38): DeepLab-v1 LargeFOV on ResNet-38, batch 10, 20k iterations.
+# SEAM + PPC route (official SEAM_deeplabv1_resnet38): DeepLab-v1 LargeFOV on ResNet-38, batch 10, 20k iterations.
 _base_ = [
     "_base_/models/deeplabv1-largefov_resnet38.py",
     "_base_/datasets/voc12pseudo.py",

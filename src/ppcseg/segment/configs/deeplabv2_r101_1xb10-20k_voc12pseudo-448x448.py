@@ -1,4 +1,4 @@
-# EPS + PPC route (spec 4.5, EPS_deeplabv2_resnet101): DeepLab-v2 ASPP on ResNet-101, batch 10, 20k iterations.
+# EPS + PPC route (official EPS_deeplabv2_resnet101): DeepLab-v2 ASPP on ResNet-101, batch 10, 20k iterations.
 _base_ = [
     "_base_/models/deeplabv2_r101.py",
     "_base_/datasets/voc12pseudo.py",

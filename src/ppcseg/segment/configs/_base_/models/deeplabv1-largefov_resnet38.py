@@ -1,4 +1,4 @@
-# DeepLab-v1 LargeFOV-style head on the project's ResNet-38 (spec 4.5): BN with batch statistics, momentum 0.0003.
+# DeepLab-v1 LargeFOV-style head on the project's ResNet-38: BN with batch statistics, momentum 0.0003.
 _base_ = ["segmentor.py"]
 norm_cfg = dict(type="BN", momentum=0.0003, requires_grad=True)
 model = dict(
