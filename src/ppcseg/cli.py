@@ -1,7 +1,7 @@
 """The `ppcseg` command: one subcommand per pipeline stage.
 
 Every stage module exposes:
-    PARAMS_SECTIONS: tuple[str, ...]  -- top-level params.yaml sections it reads (DVC `params:` and Snakemake triggers)
+    PARAMS_KEYS: tuple[str, ...]      -- the params keys (dotted) it reads: its rule's re-run trigger and DVC `params:`
     add_arguments(parser)            -- its own flags (input and output paths)
     run(args, params)                -- does the work; raises InputError for bad input
 Modules are imported lazily so that `ppcseg --help` stays fast.
@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +26,7 @@ STAGES: dict[str, str] = {
     "prepare-voc": "ppcseg.data.prepare",
     "prepare-saliency": "ppcseg.data.saliency",
     "pretrain-backbone": "ppcseg.models.pretrain",
+    "convert-released": "ppcseg.models.released",
     "train-cam": "ppcseg.cam.train",
     "infer-cam": "ppcseg.cam.infer",
     "eval-seeds": "ppcseg.evaluation.seeds",
@@ -93,6 +95,24 @@ def redirect_output(path: str) -> TextIO:
     return original_stderr
 
 
+def ensure_cache_dir() -> None:
+    """Point XDG_CACHE_HOME at a temporary folder when ~/.cache cannot be written (unwritable or missing HOME).
+
+    Snakemake (in export-dvc), torch and mmengine create caches there at start-up and would die with an OSError
+    about ~/.cache, though no stage needs a cache that outlives the run.
+    """
+    if os.environ.get("XDG_CACHE_HOME"):
+        return
+    cache = Path.home() / ".cache"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if os.access(cache, os.W_OK | os.X_OK):
+            return
+    except OSError:
+        pass
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ppcseg-cache-")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -102,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     log = logging.getLogger("ppcseg")
+    ensure_cache_dir()
     try:
         from ppcseg.config import load_params
 
@@ -124,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", message)
         print(f"ppcseg {args.stage}: error: {message}", file=user_stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C (or Snakemake stopping the job): every stage writes atomically or resumes, so rerunning is safe.
+        message = "interrupted, resume with the same command"
+        if args.log_file:
+            log.error("%s", message)
+        print(f"ppcseg {args.stage}: {message}", file=user_stderr)
+        return 130
     except BaseException:
         if user_stderr is not sys.stderr:
             print(f"ppcseg {args.stage}: failed, see {args.log_file}", file=user_stderr)

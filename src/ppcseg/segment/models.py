@@ -6,6 +6,7 @@
   need not know the channels of the tiny demo backbone.
 * `DeepLabV2Head`: the DeepLab-v2 ASPP classifier (sum of dilated 3x3 classifiers).
 * `LargeFOVHead`: the DeepLab-v1 LargeFOV-style head of the official segmentation code (docs/faithfulness.md).
+* `WsegASPPHead`: the BN ASPP head that the official segmentation code calls "deeplabv2" (its released models).
 * `DeepLabOptimWrapperConstructor`: the official parameter groups (conv weights 1x, conv biases 2x, head 10x / 20x,
   BN affine parameters never optimised).
 """
@@ -17,6 +18,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmseg.models.decode_heads.aspp_head import ASPPHead
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
@@ -134,3 +136,20 @@ class DeepLabOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault("type", "OptimWrapper")
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+@MODELS.register_module()
+class WsegASPPHead(ASPPHead):
+    """The "deeplabv2" head of the official segmentation code: a DeepLab-v3-style ASPP with BN (dilated 3x3 branches
+    + image pooling) fused by a 1x1 conv (mmseg's ASPPHead fuses with a 3x3). Used for its released checkpoints."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bottleneck = ConvModule(
+            (len(self.dilations) + 1) * self.channels,
+            self.channels,
+            1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg,
+        )
