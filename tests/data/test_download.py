@@ -170,10 +170,10 @@ def test_wrong_checksum_kept_aside(tmp_path: Path, http_server, payload_file: Pa
 def test_stage_run_reads_params(tmp_path: Path, payload_file: Path) -> None:
     params = {"data": {"sources": {"voc": {"url": payload_file.as_uri(), "sha256": SHA}}}}
     out = tmp_path / "voc.tar"
-    dl.run(argparse.Namespace(source="voc", out=out, threads=None), params)
+    dl.run(argparse.Namespace(source="voc", out=out, threads=None, lock_file=None), params)
     assert out.read_bytes() == PAYLOAD
     with pytest.raises(InputError, match="data.sources.sbd: no such source"):
-        dl.run(argparse.Namespace(source="sbd", out=out, threads=None), params)
+        dl.run(argparse.Namespace(source="sbd", out=out, threads=None, lock_file=None), params)
 
 
 # md5: for sources that publish nothing stronger (ademxapp's ResNet-38 weights); sha256 stays preferred.
@@ -231,23 +231,30 @@ def test_stage_run_passes_md5(tmp_path: Path, http_server) -> None:
     url = f"{http_server.base}/w.params"
     out = tmp_path / "w.params"
     dl.run(
-        argparse.Namespace(source="w", out=out), {"data": {"sources": {"w": {"url": url, "sha256": None, "md5": MD5}}}}
+        argparse.Namespace(source="w", out=out, lock_file=None),
+        {"data": {"sources": {"w": {"url": url, "sha256": None, "md5": MD5}}}},
     )
     assert out.read_bytes() == PAYLOAD
     bad = {"data": {"sources": {"w": {"url": url, "sha256": None, "md5": "0" * 32}}}}
     with pytest.raises(InputError, match="expected md5"):
-        dl.run(argparse.Namespace(source="w", out=tmp_path / "v.params"), bad)
+        dl.run(argparse.Namespace(source="w", out=tmp_path / "v.params", lock_file=None), bad)
 
 
 def test_recorded_sources_are_well_formed() -> None:
-    """params.yaml validates; every remote source has a checksum; torch hub names carry their sha256's prefix."""
+    """params.yaml validates; every default location parses; torch hub names carry their sha256's prefix.
+
+    Every source has a published checksum or is recorded by its first download (sources.lock.yaml); the EPS
+    routes' saliency maps have a default location, so no route needs an edit before it starts.
+    """
     params = load_params([REPO / "params.yaml"])
     for name, entry in params["data"]["sources"].items():
-        url = entry.get("url")
-        if url is None:
-            assert entry.get("sha256") is None, name  # no source known (saliency): nothing to check against yet
-            continue
-        assert entry.get("sha256") or entry.get("md5"), f"{name}: a remote URL needs a checksum"
-        tag = re.search(r"-([0-9a-f]{8})\.pth$", url)
-        if tag:  # torch.hub convention: the hex tag in the file name is the start of the file's sha256
-            assert entry["sha256"].startswith(tag.group(1)), name
+        urls = [entry["url"]] if isinstance(entry["url"], str) else entry["url"]
+        assert urls, f"{name}: no default location"
+        for url in urls:
+            location = dl.parse_location(url, f"data.sources.{name}")
+            assert location.kind in ("http", "gdrive"), (name, url)
+            tag = re.search(r"-([0-9a-f]{8})\.pth$", url)
+            if tag:  # torch.hub convention: the hex tag in the file name is the start of the file's sha256
+                assert entry["sha256"].startswith(tag.group(1)), name
+    assert dl.read_lock(REPO / "sources.lock.yaml") is not None  # the committed lock file parses
+    assert "github.com/itijyou/ademxapp/releases" not in (REPO / "params.yaml").read_text()  # never published

@@ -85,6 +85,10 @@ else:
             "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log-file {log}"
 
 
+# sources.lock.yaml (git-tracked) holds the SHA-256 that the first download of a source without a published one
+# recorded; the stage reads it and may add its own entry. It is deliberately neither an input nor an output: one
+# download adding its entry would otherwise make every other download stale (Snakemake compares mtimes, DVC hashes).
+# The stage enforces the record itself, so a changed entry fails the next download instead of re-running it.
 for _source, _path in DOWNLOADS.items():
 
     rule:
@@ -104,4 +108,5 @@ for _source, _path in DOWNLOADS.items():
             source=_source,
             settings=settings("download", source=_source),
         shell:
-            "ppcseg download {params.params_files} --source {params.source} --out {output} --log-file {log}"
+            "ppcseg download {params.params_files} --source {params.source} --out {output} "
+            "--lock-file sources.lock.yaml --log-file {log}"

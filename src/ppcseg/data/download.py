@@ -1,25 +1,32 @@
 """The `download` stage: fetch one file named in params.yaml `data.sources.<name>` and verify its checksum.
 
-Accepted locations:
+A source's `url` is one location or a list of mirrors, tried in order until one gives a verified file. Locations:
   * https://...                          the normal case;
   * file:///abs/path or a plain path      a local mirror (relative paths are taken from the working directory);
-  * http://127.0.0.1, localhost or [::1]  tests and mirrors on this machine; plain http to any other host is refused.
+  * http://127.0.0.1, localhost or [::1]  tests and mirrors on this machine; plain http to any other host is refused;
+  * gdrive:<file id>, or a Google Drive share link (drive.google.com/file/d/<id>/view, open?id=, uc?id=): gdown's
+    parser reads the link and Drive's "can't scan this file for viruses" confirmation page (the confirm/uuid form);
+  * a Dropbox share link (www.dropbox.com/s/... or /scl/fi/...): fetched as its ?dl=1 direct download;
+  * a OneDrive share link (1drv.ms/..., onedrive.live.com/...): fetched through the OneDrive shares API, whose
+    share id is "u!" + the link in unpadded base64url.
 A download goes to `<out>.part`, resumes from it with an HTTP Range request after an interruption (also across
-restarts), retries transient errors with exponential backoff, and is renamed to `<out>` only after its checksum matched.
-Redirects are followed (mirrors use them); integrity rests on the checksum, which is why remote URLs need one.
-A file that does not match is kept as `<out>.corrupt` for inspection.
+restarts, from the same location only: `<out>.part.from` names it), retries transient errors with exponential backoff,
+and is renamed to `<out>` only after its checksum matched. Redirects are followed (mirrors and share hosts use them);
+integrity rests on the checksum. A file that does not match is kept as `<out>.corrupt` for inspection, and the next
+location is tried; so is one that answers 404 or keeps timing out.
 
-Checksums: `sha256` is the one to record. Some sources publish only an MD5 (the ResNet-38 weights in ademxapp's
-models/checksum.md5), so an entry may give `md5` instead or as well; every recorded checksum is checked, both
-computed in one pass over the file. An MD5 guards against corruption and truncation, not against a deliberately
-altered file, so an MD5-only download logs the file's sha256 for the user to record. A remote URL with neither
-recorded is refused; for local files the computed sha256 is logged so that it can be recorded.
-Only the standard library is used for HTTP.
+Checksums: a published `sha256` (or, where the publisher gives only that, `md5`: the ResNet-38 weights in ademxapp's
+models/checksum.md5) is recorded in params.yaml and checked. Where no SHA-256 is published, the first verified
+download records the file's SHA-256 and the location it came from in the lock file (`sources.lock.yaml`, git-tracked)
+and says so in the log; every later download, on any machine or mirror, must match that record. A mismatch is refused
+naming the file and both hashes. Only the standard library is used for HTTP; gdown only reads Drive's pages.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -30,31 +37,71 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
+import yaml
 from tqdm import tqdm
 
 from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import write_text
 
 PARAMS_KEYS: tuple[str, ...] = ("data.sources.{source}",)
 LOCAL_HTTP_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RETRIES = 5
 BACKOFF_S = 2.0
 TIMEOUT_S = 60.0
+LOCK_FILE = Path("sources.lock.yaml")
+GDRIVE_HOSTS = frozenset({"drive.google.com", "docs.google.com"})
+DROPBOX_HOSTS = frozenset({"www.dropbox.com", "dropbox.com"})
+ONEDRIVE_HOSTS = frozenset({"1drv.ms", "onedrive.live.com"})
+GDRIVE_DOWNLOAD = "https://drive.google.com/uc"
+ONEDRIVE_SHARES = "https://api.onedrive.com/v1.0/shares"
+# Hosts answered at another base URL. Empty in use; the tests point the share hosts at a server on 127.0.0.1.
+HOST_OVERRIDES: dict[str, str] = {}
+_HEADERS = {"User-Agent": "ppcseg-download"}
+_PAGE_LIMIT = 4 << 20  # bytes of a Drive HTML page read: the confirmation page is a few kB
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+_DRIVE_ID = re.compile(r"^[-\w]{10,}$")
+LOCK_HEADER = """\
+# SHA-256 of downloaded sources whose publisher gives none (data.sources.<name> in params.yaml has no sha256),
+# recorded by the first verified download (`ppcseg download`) with the location it came from. Every later download
+# of the source, on any machine and from any mirror, must match it. Commit this file; to accept a new version of a
+# file on purpose, delete its entry and download again.
+"""
 log = logging.getLogger("ppcseg")
+T = TypeVar("T")
 
 
 class _TransientError(Exception):
     """A network failure worth retrying (connection reset, timeout, 5xx, truncated body)."""
 
 
+@dataclass(frozen=True)
+class Location:
+    """One place a source can come from: `given` as written in params, fetched as `kind` from `target`.
+
+    kind is "local" (target: a path), "http" (target: the URL to fetch) or "gdrive" (target: the Drive file id).
+    """
+
+    given: str
+    kind: str
+    target: str
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="name of an entry under data.sources in params.yaml")
     parser.add_argument("--out", required=True, type=Path, help="where the verified file is written")
+    parser.add_argument(
+        "--lock-file",
+        type=Path,
+        default=LOCK_FILE,
+        help=f"SHA-256 records of sources without a published one (git-tracked; default {LOCK_FILE})",
+    )
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
@@ -63,7 +110,14 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     if args.source not in sources:
         raise InputError(f"{key}: no such source (known: {', '.join(sorted(sources))})")
     entry = sources[args.source] or {}
-    download(entry.get("url"), args.out, sha256=entry.get("sha256"), md5=entry.get("md5"), key=key)
+    download(
+        entry.get("url"),
+        args.out,
+        sha256=entry.get("sha256"),
+        md5=entry.get("md5"),
+        key=key,
+        lock_file=args.lock_file,
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -89,15 +143,29 @@ def _normalised(value: str | None, pattern: re.Pattern[str], field: str, what: s
     return value
 
 
-def _mismatches(path: Path, sha256: str | None, md5: str | None) -> tuple[str, list[str]]:
-    """The file's sha256 and a description of every recorded checksum it does not match."""
-    actual_sha256, actual_md5 = file_digests(path)
-    wrong = []
-    if sha256 is not None and actual_sha256 != sha256:
-        wrong.append(f"expected sha256 {sha256}, got {actual_sha256}")
-    if md5 is not None and actual_md5 != md5:
-        wrong.append(f"expected md5 {md5}, got {actual_md5}")
-    return actual_sha256, wrong
+@dataclass(frozen=True)
+class _Expected:
+    """Every checksum a download must match: params' sha256 and md5, and the lock file's record."""
+
+    sha256: str | None
+    md5: str | None
+    locked: str | None = None
+    lock_note: str = ""
+
+    def __bool__(self) -> bool:
+        return any((self.sha256, self.md5, self.locked))
+
+    def mismatches(self, path: Path) -> tuple[str, list[str]]:
+        """The file's sha256 and a description of every recorded checksum it does not match."""
+        actual_sha256, actual_md5 = file_digests(path)
+        wrong = []
+        if self.sha256 is not None and actual_sha256 != self.sha256:
+            wrong.append(f"expected sha256 {self.sha256}, got {actual_sha256}")
+        if self.md5 is not None and actual_md5 != self.md5:
+            wrong.append(f"expected md5 {self.md5}, got {actual_md5}")
+        if self.locked is not None and actual_sha256 != self.locked:
+            wrong.append(f"expected sha256 {self.locked} ({self.lock_note}), got {actual_sha256}")
+        return actual_sha256, wrong
 
 
 def local_source(url: str) -> Path | None:
@@ -120,66 +188,167 @@ def _check_network_url(url: str, key: str) -> None:
         return
     if parsed.scheme == "http":
         raise InputError(f"{key}.url: {url}: plain http is only allowed to 127.0.0.1/localhost; use https://")
-    raise InputError(f"{key}.url: {url}: unsupported scheme '{parsed.scheme}' (use https://, file:// or a path)")
+    raise InputError(
+        f"{key}.url: {url}: unsupported scheme '{parsed.scheme}' (use https://, gdrive:<id>, file:// or a path)"
+    )
+
+
+def dropbox_direct_url(url: str) -> str:
+    """A Dropbox share link as its direct download: the same link with dl=1 instead of the preview page's dl=0."""
+    parsed = urllib.parse.urlparse(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True) if k not in ("dl", "raw")]
+    return urllib.parse.urlunparse(parsed._replace(query=urllib.parse.urlencode([*query, ("dl", "1")])))
+
+
+def onedrive_direct_url(url: str) -> str:
+    """A OneDrive share link as the shares API's content URL, which anonymous clients may fetch.
+
+    The share id is "u!" + the link in unpadded base64url ('=' stripped, '+' -> '-', '/' -> '_'), as Microsoft's
+    OneDrive API documentation ("shares: get", Encoding sharing URLs) specifies.
+    """
+    token = base64.urlsafe_b64encode(url.encode()).decode("ascii").rstrip("=")
+    return f"{ONEDRIVE_SHARES}/u!{token}/root/content"
+
+
+def parse_location(given: str, key: str) -> Location:
+    """How a location from params is fetched; refuses an unsupported one before any network access."""
+    given = str(given)
+    if given.startswith("gdrive:"):
+        file_id = given.removeprefix("gdrive:")
+        if not _DRIVE_ID.match(file_id):
+            raise InputError(f"{key}.url: {given}: not a Google Drive file id")
+        return Location(given, "gdrive", file_id)
+    local = local_source(given)
+    if local is not None:
+        return Location(given, "local", str(local))
+    parsed = urllib.parse.urlparse(given)
+    host = (parsed.hostname or "").lower()
+    if parsed.scheme == "https" and host in GDRIVE_HOSTS:
+        from gdown.parse_url import parse_url
+
+        file_id, _ = parse_url(given)
+        if not file_id:
+            raise InputError(f"{key}.url: {given}: no Google Drive file id in this link (only files can be fetched)")
+        return Location(given, "gdrive", file_id)
+    if parsed.scheme == "https" and host in DROPBOX_HOSTS:
+        return Location(given, "http", dropbox_direct_url(given))
+    if parsed.scheme == "https" and host in ONEDRIVE_HOSTS:
+        return Location(given, "http", onedrive_direct_url(given))
+    _check_network_url(given, key)
+    return Location(given, "http", given)
+
+
+def read_lock(path: Path) -> dict[str, dict[str, str]]:
+    """The lock file's records, {source: {sha256, location}}; {} when there is no lock file yet."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML ({err})") from err
+    for name, entry in data.items() if isinstance(data, dict) else [(None, None)]:
+        if not isinstance(entry, dict) or not _SHA256.match(str(entry.get("sha256", ""))):
+            raise InputError(f"{path}: entry {name!r} must be {{sha256: <64 lowercase hex digits>, location: <url>}}")
+    return data
+
+
+def _record(path: Path, name: str, sha256: str, location: str) -> None:
+    """Add a source's record to the lock file; another download recording it meanwhile must agree."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # parallel download jobs rewrite the same file
+        entries = read_lock(path)
+        if name in entries:
+            if entries[name]["sha256"] != sha256:
+                raise InputError(
+                    f"{path}: {name} was recorded meanwhile with sha256 {entries[name]['sha256']}, this download "
+                    f"has {sha256}"
+                )
+            return
+        entries[name] = {"sha256": sha256, "location": location}
+        write_text(path, LOCK_HEADER + yaml.safe_dump(entries, sort_keys=True, width=1000))
+    finally:
+        os.close(folder)  # releases the flock
 
 
 def download(
-    url: str | None,
+    url: str | list[str] | None,
     out: str | Path,
     *,
     sha256: str | None,
     md5: str | None = None,
     key: str = "download",
+    lock_file: str | Path | None = None,
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
     timeout_s: float = TIMEOUT_S,
 ) -> str:
-    """Fetch `url` into `out`, verified against `sha256` and/or `md5`; returns the file's sha256.
+    """Fetch the first location of `url` (one or a list of mirrors) that gives a verified file into `out`.
 
-    Every checksum given is checked; sha256 is the preferred one, md5 is for sources that publish nothing else.
-    key names the params entry in error messages (e.g. data.sources.voc).
+    Returns the file's sha256. Every checksum given is checked; sha256 is the preferred one, md5 is for sources
+    that publish nothing else. With a lock_file, a source without a sha256 in params must match the lock's record,
+    and its first download records one. key names the params entry in messages (e.g. data.sources.voc); its last
+    part names the lock entry.
     """
     out = Path(out)
-    if not url:
-        raise InputError(f"{key}.url is not set: put a https:// URL, a file:// URL or a local path there")
+    given = [url] if isinstance(url, str) else list(url or [])
+    if not given:
+        raise InputError(
+            f"{key}.url is not set: put a https:// URL, gdrive:<id>, a share link, a file:// URL or a local path there"
+        )
     sha256 = _normalised(sha256, _SHA256, f"{key}.sha256", "a sha256 hex digest (64 hex characters)")
     md5 = _normalised(md5, _MD5, f"{key}.md5", "an md5 hex digest (32 hex characters)")
-    local = local_source(url)
-    if local is None:
-        _check_network_url(url, key)
-        if sha256 is None and md5 is None:
-            raise InputError(
-                f"{key}.sha256 is not recorded (nor {key}.md5): refusing to download {url} unverified. Fetch the "
-                f"file once by hand, check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at the "
-                "local file, which prints the checksum)"
-            )
-    elif not local.is_file():
-        raise InputError(f"{key}.url: local file {local} not found")
+    locations = [parse_location(g, key) for g in given]
+    name = key.rpartition(".")[2]
+    lock_path = Path(lock_file) if lock_file is not None else None
+    record = read_lock(lock_path).get(name) if lock_path is not None else None
+    expected = _Expected(sha256, md5)
+    if record is not None:
+        note = f"recorded in {lock_path} from {record.get('location')}"
+        expected = _Expected(sha256, md5, record["sha256"], note)
+    if not expected and lock_path is None and any(loc.kind != "local" for loc in locations):
+        raise InputError(
+            f"{key}.sha256 is not recorded (nor {key}.md5): refusing to download {given[0]} unverified. Fetch the "
+            f"file once by hand, check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at the "
+            "local file, which prints the checksum)"
+        )
 
-    if (sha256 is not None or md5 is not None) and out.is_file():
-        present_sha256, wrong = _mismatches(out, sha256, md5)
+    if expected and out.is_file():
+        present_sha256, wrong = expected.mismatches(out)
         if not wrong:
             log.info("%s: %s already present and verified", key, out)
             return present_sha256
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
-    if local is not None:
-        _copy_local(local, part)
+    failures: list[InputError] = []
+    for index, location in enumerate(locations):
+        try:
+            actual = _fetch_verified(location, out, expected, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
+            break
+        except InputError as err:
+            failures.append(err)
+            if index + 1 < len(locations):
+                log.warning("%s: %s; trying the next location, %s", key, err, locations[index + 1].given)
     else:
-        _fetch_with_retries(url, part, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
+        if len(failures) == 1:
+            raise failures[0]
+        raise InputError(f"{key}: no location gave a verified file: " + "; ".join(map(str, failures)))
 
-    actual, wrong = _mismatches(part, sha256, md5)
-    if wrong:
-        corrupt = out.with_name(out.name + ".corrupt")
-        os.replace(part, corrupt)
-        raise InputError(f"{url}: checksum mismatch: {'; '.join(wrong)}; the download was kept as {corrupt}")
-    with open(part, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(part, out)
-    if sha256 is None and md5 is None:
+    if sha256 is None and record is None and lock_path is not None:
+        _record(lock_path, name, actual, location.given)
+        log.warning(
+            "%s: %s has sha256 %s (%s); recorded with its location %s in %s: commit it, every later download must "
+            "match it",
+            key,
+            out,
+            actual,
+            f"md5 {md5} verified" if md5 else "no published checksum to verify it against",
+            location.given,
+            lock_path,
+        )
+    elif not expected:
         log.warning("%s: no checksum recorded; %s has sha256 %s: record it as %s.sha256", key, out, actual, key)
-    elif sha256 is None:
+    elif sha256 is None and record is None:
         log.warning(
             "%s: %s verified by md5 only; it has sha256 %s: record it as %s.sha256 (stronger than md5)",
             key,
@@ -188,8 +357,82 @@ def download(
             key,
         )
     else:
-        log.info("%s: %s verified (sha256 %s)", key, out, actual)
+        log.info("%s: %s verified (sha256 %s) from %s", key, out, actual, location.given)
     return actual
+
+
+def _fetch_verified(
+    location: Location, out: Path, expected: _Expected, *, retries: int, backoff_s: float, timeout_s: float
+) -> str:
+    """Fetch one location into `<out>.part`, check it and rename it to `out`; returns its sha256."""
+    if location.kind == "local" and not Path(location.target).is_file():
+        raise InputError(f"{location.given}: local file {location.target} not found")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    origin = out.with_name(out.name + ".part.from")
+    if part.exists() and origin.is_file() and origin.read_text() != location.given:
+        part.unlink()  # bytes from another location are never glued to these: it may serve another version
+    if location.kind == "local":
+        _copy_local(Path(location.target), part)
+    else:
+        write_text(origin, location.given)
+        if location.kind == "gdrive":
+            url = _retrying(location.given, lambda: _gdrive_url(location.target, timeout_s), retries, backoff_s)
+        else:
+            url = location.target
+        _retrying(location.given, lambda: _fetch_http(url, part, timeout_s), retries, backoff_s)
+
+    actual, wrong = expected.mismatches(part)
+    if wrong:
+        corrupt = out.with_name(out.name + ".corrupt")
+        os.replace(part, corrupt)
+        origin.unlink(missing_ok=True)
+        raise InputError(f"{location.given}: checksum mismatch: {'; '.join(wrong)}; the download was kept as {corrupt}")
+    with open(part, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(part, out)
+    origin.unlink(missing_ok=True)
+    return actual
+
+
+def _via(url: str) -> str:
+    """The URL to request: `url`, or on the base of HOST_OVERRIDES when its host is listed there."""
+    parsed = urllib.parse.urlparse(url)
+    base = HOST_OVERRIDES.get(parsed.hostname or "")
+    if base is None:
+        return url
+    override = urllib.parse.urlparse(base)
+    return urllib.parse.urlunparse(parsed._replace(scheme=override.scheme, netloc=override.netloc))
+
+
+def _gdrive_url(file_id: str, timeout_s: float) -> str:
+    """The direct download URL of a Drive file.
+
+    Drive serves a small file at once (after redirects) and answers a large one, which it cannot scan for viruses,
+    with an HTML page whose form carries the confirm and uuid fields; gdown's parser reads that page.
+    """
+    url = f"{GDRIVE_DOWNLOAD}?{urllib.parse.urlencode({'id': file_id, 'export': 'download'})}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(_via(url), headers=_HEADERS), timeout=timeout_s) as response:
+            if response.headers.get_content_type() != "text/html":
+                return response.url  # the file itself: fetch it again from where the redirects ended
+            page = response.read(_PAGE_LIMIT).decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        if err.code in (408, 429) or err.code >= 500:
+            raise _TransientError(f"HTTP {err.code} {err.reason}") from err
+        raise InputError(f"Google Drive file {file_id}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
+        raise _TransientError(str(err)) from err
+
+    from gdown.download import get_url_from_gdrive_confirmation
+    from gdown.exceptions import FileURLRetrievalError
+
+    try:
+        direct = get_url_from_gdrive_confirmation(page)
+    except FileURLRetrievalError as err:  # quota exceeded, not shared, deleted
+        raise InputError(f"Google Drive file {file_id}: {' '.join(str(err).split())}") from err
+    _check_network_url(direct, f"Google Drive file {file_id}")
+    return direct
 
 
 class _ByteProgress:
@@ -239,28 +482,29 @@ def _copy_local(source: Path, part: Path) -> None:
         progress.close()
 
 
-def _fetch_with_retries(url: str, part: Path, *, retries: int, backoff_s: float, timeout_s: float) -> None:
-    for attempt in range(retries + 1):
+def _retrying(what: str, attempt: Callable[[], T], retries: int, backoff_s: float) -> T:
+    """Run `attempt`, retrying transient network errors with exponential backoff."""
+    for number in range(retries + 1):
         try:
-            _fetch_http(url, part, timeout_s)
-            return
+            return attempt()
         except _TransientError as err:
-            if attempt == retries:
+            if number == retries:
                 raise InputError(
-                    f"{url}: download failed after {retries + 1} attempts ({err}); rerun to resume"
+                    f"{what}: download failed after {retries + 1} attempts ({err}); rerun to resume"
                 ) from err
-            delay = backoff_s * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", url, err, delay, attempt + 2, retries + 1)
+            delay = backoff_s * 2**number
+            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, err, delay, number + 2, retries + 1)
             time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _fetch_http(url: str, part: Path, timeout_s: float) -> None:
     """One attempt: request the rest of the file after what `part` already holds and append it."""
     offset = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": "ppcseg-download"}
+    headers = dict(_HEADERS)
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
+    request = urllib.request.Request(_via(url), headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as err:
