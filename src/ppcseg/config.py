@@ -7,6 +7,7 @@ Validation errors name the offending key, e.g. "cam.batch_size: -1 is less than 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,41 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# libyaml's parser when PyYAML has it: the same result, several times faster (Snakemake and DVC parse the params
+# files on every invocation). The construction, where duplicate keys are seen, is Python in both.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_BaseLoader):
+    """Refuses a mapping that repeats a key: YAML keeps the last one, so the first block would be silently ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (lines {lines[key]} and {line})", key_node.start_mark
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        # libyaml's loader when PyYAML has it: the same result, several times faster (Snakemake and DVC parse the
-        # params files on every invocation).
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: params file is not UTF-8 text (byte {err.start}: {err.reason})") from err
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.constructor.ConstructorError as err:
+        if err.problem and err.problem.startswith("duplicate key"):
+            raise ParamsError(f"{path}: {err.problem}") from err
+        raise ParamsError(f"{path}: not valid YAML ({err})") from err
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from err
     if data is None:
@@ -68,7 +96,23 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
             keys = ", ".join(f"{where + '.' if where else ''}{k}" for k in unknown)
             raise ParamsError(f"{source}: unknown key {keys}")
         raise ParamsError(f"{source}: {where or '<top>'}: {err.message}")
+    bad = _first_non_finite(params, "")
+    if bad is not None:
+        # JSON Schema's `number` admits YAML's .nan and .inf (and compares NaN as in range); no parameter means them.
+        raise ParamsError(f"{source}: {bad[0]}: {bad[1]} is not a finite number")
     return params
+
+
+def _first_non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN or infinite float, lists included (`scales.2`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def load_params(paths: list[str | Path]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppcseg.cam.infer import save_cams
+from ppcseg.data.cams import save_cams
 from ppcseg.data.voc import NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.evaluation import seeds
 from ppcseg.evaluation.miou import ConfusionMatrix, iou_from_confusion, mean_iou
@@ -113,7 +113,7 @@ def test_run_writes_row_and_curve(voc, tmp_path):
     # The fixed-threshold row equals a separate evaluation.
     labels = read_class_labels(voc)
     single = ConfusionMatrix()
-    from ppcseg.cam.infer import load_cams
+    from ppcseg.data.cams import load_cams
 
     for image_id in read_ids(voc, "train"):
         gt = load_mask(voc_dirs(voc)["masks"] / f"{image_id}.png")

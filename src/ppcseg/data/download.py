@@ -365,6 +365,8 @@ def _fetch_verified(
     location: Location, out: Path, expected: _Expected, *, retries: int, backoff_s: float, timeout_s: float
 ) -> str:
     """Fetch one location into `<out>.part`, check it and rename it to `out`; returns its sha256."""
+    if location.kind == "local" and Path(location.target).is_dir():
+        raise InputError(f"{location.given}: {location.target} is a folder; the URL must name the file itself")
     if location.kind == "local" and not Path(location.target).is_file():
         raise InputError(f"{location.given}: local file {location.target} not found")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,13 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         if not maps:
             raise InputError(f"{args.archive}: no .png saliency maps inside")
         with atomic_dir(out) as tmp:
-            for path in maps:
+            for path in sorted(maps, key=lambda m: not m.is_symlink()):  # links first, while their targets are there
                 target = tmp / path.name
                 if target.exists():
                     raise InputError(f"{args.archive}: two saliency maps named {path.name}")
-                shutil.move(path, target)
+                if path.is_symlink():
+                    # A link of the archive (checked to stay inside it) would point elsewhere once moved, possibly out
+                    # of the folder: keep its content instead, so the folder holds plain files only.
+                    shutil.copyfile(path, target)
+                else:
+                    shutil.move(path, target)

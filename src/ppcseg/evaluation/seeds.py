@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ppcseg.cam.infer import load_cams
+from ppcseg.data.cams import load_cams
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.evaluation.miou import iou_from_confusion, mean_iou
 from ppcseg.evaluation.results import metrics_row, write_metrics_row

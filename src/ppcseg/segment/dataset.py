@@ -11,7 +11,7 @@ from mmcv.transforms import BaseTransform
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from ppcseg.data.voc import CLASSES, PALETTE, read_ids, voc_dirs
+from ppcseg.data.voc import CLASSES, PALETTE, check_image, load_image, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 
 
@@ -45,6 +45,7 @@ class VOCPseudoMaskDataset(BaseSegDataset):
             for path in (img_path, seg_path):
                 if not path.is_file():
                     raise InputError(f"{path}: listed in split '{self.split}' but missing")
+            check_image(img_path)  # an image the reader refuses stops the run here, not in a loader worker
             data_list.append(
                 dict(
                     img_path=str(img_path),
@@ -55,6 +56,20 @@ class VOCPseudoMaskDataset(BaseSegDataset):
                 )
             )
         return data_list
+
+
+@TRANSFORMS.register_module()
+class LoadVOCImage(BaseTransform):
+    """mmseg's image loading through ppcseg's one reader (`load_image`: PIL, EXIF ignored), so that train-seg and
+    eval-seg see exactly the pixels the CAM stages saw. OpenCV, which `LoadImageFromFile` uses, applies the EXIF
+    orientation and converts CMYK and greyscale its own way. Gives BGR, as `LoadImageFromFile` does."""
+
+    def transform(self, results: dict) -> dict:
+        img = np.ascontiguousarray(load_image(results["img_path"])[..., ::-1])
+        results["img"] = img
+        results["img_shape"] = img.shape[:2]
+        results["ori_shape"] = img.shape[:2]
+        return results
 
 
 @TRANSFORMS.register_module()

@@ -8,7 +8,7 @@ model = dict(
     decode_head=dict(channels=64, norm_cfg=dict(type="BN", requires_grad=True)),
 )
 train_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadVOCImage"),
     dict(type="LoadAnnotations"),
     dict(type="RandomHSV", h_range=10, s_range=10, v_range=10),
     dict(type="RandomFlip", prob=0.5),

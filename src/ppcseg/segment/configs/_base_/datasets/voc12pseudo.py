@@ -4,7 +4,7 @@ dataset_type = "VOCPseudoMaskDataset"
 data_root = "data/VOCdevkit/VOC2012"
 crop_size = (448, 448)
 train_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadVOCImage"),
     dict(type="LoadAnnotations"),
     dict(type="RandomHSV", h_range=10, s_range=10, v_range=10),
     dict(type="RandomFlip", prob=0.5),
@@ -13,7 +13,7 @@ train_pipeline = [
     dict(type="PackSegInputs"),
 ]
 test_pipeline = [
-    dict(type="LoadImageFromFile"),
+    dict(type="LoadVOCImage"),
     dict(type="LoadAnnotations"),
     dict(type="PackSegInputs"),
 ]
