@@ -29,11 +29,11 @@ rule train_cam:
         params_files=params_args,
         settings=settings("train-cam"),
         weights=opt_flag("--weights", CAM_WEIGHTS),
-        saliency=f"--saliency {SALIENCY}" if METHOD == "eps" else "",
+        saliency=f"--saliency {shlex.quote(SALIENCY)}" if METHOD == "eps" else "",
         launch=lambda wildcards, resources: launcher(resources),
     shell:
-        "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data} {params.weights} "
-        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint} --loss-csv {output.loss} --log-file {log}"
+        "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data:q} {params.weights} "
+        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint:q} --loss-csv {output.loss:q} --log-file {log:q}"
 
 
 rule infer_cam:
@@ -56,8 +56,8 @@ rule infer_cam:
         params_files=params_args,
         settings=settings("infer-cam"),
     shell:
-        "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data} "
-        "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
+        "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data:q} "
+        "--checkpoint {input.checkpoint:q} --out {output:q} --log-file {log:q}"
 
 
 rule eval_seeds:
@@ -84,5 +84,5 @@ rule eval_seeds:
         params_files=params_args,
         settings=settings("eval-seeds"),
     shell:
-        "ppcseg eval-seeds {params.params_files} --data {input.data} --cams {input.cams} "
-        "--out-metrics {output.metrics} --out-curve {output.curve} --log-file {log}"
+        "ppcseg eval-seeds {params.params_files} --data {input.data:q} --cams {input.cams:q} "
+        "--out-metrics {output.metrics:q} --out-curve {output.curve:q} --log-file {log:q}"

@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,7 +26,8 @@ if _validated != config:
         "put the values in a YAML overlay and pass it with --configfile"
     )
 
-PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAMS_FILES)
+# quoted: an overlay path with a space must stay one argument
+PARAMS_ARGS = " ".join(f"--params {shlex.quote(f)}" for f in PARAMS_FILES)
 
 # Jobs run `ppcseg` from the interpreter that runs Snakemake, activated or not.
 
@@ -97,7 +99,7 @@ def seg_backbone():
 
 
 def opt_flag(flag, files):
-    return f"{flag} {files[0]}" if files else ""
+    return f"{flag} {shlex.quote(str(files[0]))}" if files else ""
 
 
 def scaled(paper, demo):

@@ -24,7 +24,7 @@ if SYNTHETIC:
             params_files=params_args,
             settings=settings("make-synthetic-voc"),
         shell:
-            "ppcseg make-synthetic-voc {params.params_files} --out {output} --log-file {log}"
+            "ppcseg make-synthetic-voc {params.params_files} --out {output:q} --log-file {log:q}"
 
     rule pretrain_backbone:
         input:
@@ -45,8 +45,8 @@ if SYNTHETIC:
             params_files=params_args,
             settings=settings("pretrain-backbone"),
         shell:
-            "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data} --out {output} "
-            "--log-file {log}"
+            "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data:q} --out {output:q} "
+            "--log-file {log:q}"
 
 else:
 
@@ -65,8 +65,8 @@ else:
             params_files=params_args,
             settings=settings("prepare-voc"),
         shell:
-            "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc} --sbd-archive {input.sbd} "
-            "--out {output} --expect-full --log-file {log}"
+            "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc:q} --sbd-archive {input.sbd:q} "
+            "--out {output:q} --expect-full --log-file {log:q}"
 
     rule prepare_saliency:
         input:
@@ -82,7 +82,7 @@ else:
             params_files=params_args,
             settings=settings("prepare-saliency"),
         shell:
-            "ppcseg prepare-saliency {params.params_files} --archive {input.archive} --out {output} --log-file {log}"
+            "ppcseg prepare-saliency {params.params_files} --archive {input.archive:q} --out {output:q} --log-file {log:q}"
 
 
 # sources.lock.yaml (git-tracked) holds the SHA-256 that the first download of a source without a published one
@@ -108,5 +108,5 @@ for _source, _path in DOWNLOADS.items():
             source=_source,
             settings=settings("download", source=_source),
         shell:
-            "ppcseg download {params.params_files} --source {params.source} --out {output} "
-            "--lock-file sources.lock.yaml --log-file {log}"
+            "ppcseg download {params.params_files} --source {params.source} --out {output:q} "
+            "--lock-file sources.lock.yaml --log-file {log:q}"

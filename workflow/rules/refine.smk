@@ -22,8 +22,8 @@ rule affinity_labels:
         params_files=params_args,
         settings=settings("affinity-labels"),
     shell:
-        "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--out {output} --log-file {log}"
+        "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
+        "--out {output:q} --log-file {log:q}"
 
 
 AFFINITY_WEIGHTS = backbone_weights(
@@ -58,8 +58,8 @@ rule train_affinity:
         settings=settings("train-affinity"),
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
-        "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data} --labels {input.labels} "
-        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint} --loss-csv {output.loss} --log-file {log}"
+        "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data:q} --labels {input.labels:q} "
+        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint:q} --loss-csv {output.loss:q} --log-file {log:q}"
 
 
 rule random_walk:
@@ -83,8 +83,8 @@ rule random_walk:
         params_files=params_args,
         settings=settings("random-walk"),
     shell:
-        "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--checkpoint {input.checkpoint} --out {output} --log-file {log}"
+        "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
+        "--checkpoint {input.checkpoint:q} --out {output:q} --log-file {log:q}"
 
 
 rule crf_masks:
@@ -106,8 +106,8 @@ rule crf_masks:
         params_files=params_args,
         settings=settings("crf-masks"),
     shell:
-        "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data} --cams {input.cams} "
-        "--out {output} --log-file {log}"
+        "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
+        "--out {output:q} --log-file {log:q}"
 
 
 rule eval_masks:
@@ -129,4 +129,4 @@ rule eval_masks:
         params_files=params_args,
         settings=settings("eval-masks"),
     shell:
-        "ppcseg eval-masks {params.params_files} --data {input.data} --masks {input.masks} --out-metrics {output} --log-file {log}"
+        "ppcseg eval-masks {params.params_files} --data {input.data:q} --masks {input.masks:q} --out-metrics {output:q} --log-file {log:q}"

@@ -32,7 +32,7 @@ rule collect_results:
         params_files=params_args,
         settings=settings("collect-results"),
     shell:
-        "ppcseg collect-results {params.params_files} --rows {input.rows} --csv {output.csv} --json {output.json} --log-file {log}"
+        "ppcseg collect-results {params.params_files} --rows {input.rows:q} --csv {output.csv:q} --json {output.json:q} --log-file {log:q}"
 
 
 rule report:
@@ -67,6 +67,6 @@ rule report:
         params_files=params_args,
         settings=settings("report"),
     shell:
-        "ppcseg report {params.params_files} --data {input.data} --csv {input.csv} --cams {input.cams} "
-        "--masks {input.masks} --checkpoint {input.checkpoint} --out {output.html} --figures {output.figures} "
-        "--log-file {log}"
+        "ppcseg report {params.params_files} --data {input.data:q} --csv {input.csv:q} --cams {input.cams:q} "
+        "--masks {input.masks:q} --checkpoint {input.checkpoint:q} --out {output.html:q} --figures {output.figures:q} "
+        "--log-file {log:q}"

@@ -29,8 +29,8 @@ rule train_seg:
             "--launcher pytorch" if int(resources.get("gpu", 0) or 0) > 1 else ""
         ),
     shell:
-        "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data} --masks {input.masks} "
-        "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output} --log-file {log}"
+        "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data:q} --masks {input.masks:q} "
+        "{params.weights} {params.launcher_flag} --work-dir work/seg/runner --out {output:q} --log-file {log:q}"
 
 
 rule eval_seg:
@@ -55,5 +55,5 @@ rule eval_seg:
         params_files=params_args,
         settings=settings("eval-seg"),
     shell:
-        "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data} --checkpoint {input.checkpoint} "
-        "--protocol {wildcards.protocol} --out-metrics {output} --log-file {log}"
+        "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data:q} --checkpoint {input.checkpoint:q} "
+        "--protocol {wildcards.protocol} --out-metrics {output:q} --log-file {log:q}"

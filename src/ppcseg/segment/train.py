@@ -173,6 +173,12 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         weights=args.weights,
         launcher=args.launcher,
     )
+    masks_files = pseudo_mask_paths(args.data, args.masks)
+    if seg["batch_size"] > len(masks_files):
+        # mmseg's infinite sampler would repeat images within one batch, with as many loader slots as the batch
+        raise InputError(
+            f"segmentation.batch_size: {seg['batch_size']} is larger than {TRAIN_SPLIT} ({len(masks_files)} images)"
+        )
     fingerprint = {
         "seed": params["seed"],
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
@@ -180,7 +186,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "masks": str(Path(args.masks).resolve()),
         # the pseudo-masks' contents: after an upstream change the same folder holds new masks, and resuming the
         # finished run of the old masks would silently return the old model
-        "masks_files": stat_fingerprint(pseudo_mask_paths(args.data, args.masks), Path(args.masks)),
+        "masks_files": stat_fingerprint(masks_files, Path(args.masks)),
         "weights": None if args.weights is None else stat_fingerprint([Path(args.weights).resolve()], Path("/")),
     }
     if env_ranks()[0] == 0:  # before the Runner starts dist
