@@ -9,6 +9,8 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/released.smk"
+include: "workflow/rules/integrity.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/refine.smk"
@@ -21,3 +23,7 @@ rule all:
     input:
         "results/voc_miou.csv",
         "results/report.html",
+
+
+# After every rule is defined: rules whose inputs went missing are made to re-run (workflow/rules/integrity.smk).
+check_integrity()

@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
     "prepare-voc": "ppcseg.data.prepare",
     "prepare-saliency": "ppcseg.data.saliency",
     "pretrain-backbone": "ppcseg.models.pretrain",
+    "fetch-released": "ppcseg.models.fetch_released",
     "convert-released": "ppcseg.models.released",
     "train-cam": "ppcseg.cam.train",
     "infer-cam": "ppcseg.cam.infer",

@@ -11,6 +11,7 @@ METRIC_ROWS = [
 rule collect_results:
     input:
         code("collect-results"),
+        rebuild_flag("collect_results"),
         rows=METRIC_ROWS,
     output:
         csv=report(
@@ -35,16 +36,28 @@ rule collect_results:
         "ppcseg collect-results {params.params_files} --rows {input.rows:q} --csv {output.csv:q} --json {output.json:q} --log-file {log:q}"
 
 
+# The loss curves the report draws: none of a released model, the AffinityNet one on the SEAM route only.
+CAM_LOSS = [] if RELEASED["cam"] else ["results/train_cam_loss.csv"]
+AFFINITY_LOSS = (
+    ["results/train_affinity_loss.csv"]
+    if METHOD == "seam" and not RELEASED["affinity"]
+    else []
+)
+
+
 rule report:
     input:
         code("report"),
+        rebuild_flag("report"),
         data=ROOT,
+        manifest=MANIFEST,
         csv="results/voc_miou.csv",
         cams="work/cam/cams",
         masks=MASKS,
         checkpoint="work/seg/checkpoint.pth",
-        curves=["results/train_cam_loss.csv", "results/seed_threshold_curve.csv"]
-        + (["results/train_affinity_loss.csv"] if METHOD == "seam" else []),
+        cam_loss=CAM_LOSS,
+        seed_curve="results/seed_threshold_curve.csv",
+        affinity_loss=AFFINITY_LOSS,
     output:
         html=report(
             "results/report.html",
@@ -66,7 +79,14 @@ rule report:
     params:
         params_files=params_args,
         settings=settings("report"),
+        curves=" ".join(
+            [
+                opt_flag("--cam-loss", CAM_LOSS),
+                opt_flag("--affinity-loss", AFFINITY_LOSS),
+            ]
+        ),
     shell:
         "ppcseg report {params.params_files} --data {input.data:q} --csv {input.csv:q} --cams {input.cams:q} "
-        "--masks {input.masks:q} --checkpoint {input.checkpoint:q} --out {output.html:q} --figures {output.figures:q} "
+        "--masks {input.masks:q} --checkpoint {input.checkpoint:q} {params.curves} --seed-curve {input.seed_curve:q} "
+        "--out {output.html:q} --figures {output.figures:q} "
         "--log-file {log:q}"

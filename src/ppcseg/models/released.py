@@ -1,10 +1,10 @@
 """Stage `convert-released`: start a stage from the authors' released checkpoint instead of training it.
 
-    ppcseg convert-released --params P --stage cam --fetch --out data/released/cam.pth
-        downloads `cam.released` (url + sha256/md5, verified as every download is);
-    ppcseg convert-released --params P --stage cam --file data/released/cam.pth --out work/cam/checkpoint.pt
+    ppcseg fetch-released --params P --entry cam --out data/released/cam.pth
+        downloads `cam.released` (ppcseg.models.fetch_released);
+    ppcseg convert-released --params P --entry cam --file data/released/cam.pth --out work/cam/checkpoint.pt
         converts it from its official layout (`cam.released.layout`) to the checkpoint the trained stage would write;
-    ppcseg convert-released --params P --stage cam --to-official --layout wseg-contrast --file CKPT --out FILE
+    ppcseg convert-released --params P --entry cam --to-official --layout wseg-contrast --file CKPT --out FILE
         the way back: a ppcseg checkpoint as a state dict that the official code loads.
 
 Stages: cam (read by infer_cam), affinity (random_walk), segmentation (eval_seg). Layouts: ppcseg.models.official.
@@ -20,11 +20,13 @@ from typing import Any
 import torch
 
 from ppcseg.models import official
+from ppcseg.models.fetch_released import released_entry
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_path
 
-PARAMS_SECTIONS: tuple[str, ...] = ("cam", "affinity", "segmentation")
+# The layout, and what the converted checkpoint's meta records or is checked against.
+PARAMS_KEYS: tuple[str, ...] = ("{entry}.released", "cam.method", "cam.ppc", "cam.backbone", "affinity.radius")
 STAGES: dict[str, tuple[str, ...]] = {
     "cam": official.CAM_LAYOUTS,
     "affinity": official.AFFINITY_LAYOUTS,
@@ -34,37 +36,19 @@ log = logging.getLogger("ppcseg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", required=True, choices=list(STAGES), help="whose `<stage>.released` to use")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--fetch", action="store_true", help="download `<stage>.released` to --out and stop")
-    mode.add_argument("--to-official", action="store_true", help="write the ppcseg checkpoint --file officially")
-    parser.add_argument("--file", help="the downloaded official file (or, with --to-official, a ppcseg checkpoint)")
+    parser.add_argument("--entry", required=True, choices=list(STAGES), help="whose `<entry>.released` to use")
+    parser.add_argument("--to-official", action="store_true", help="write the ppcseg checkpoint --file officially")
+    parser.add_argument("--file", required=True, help="the official file (with --to-official: a ppcseg checkpoint)")
     parser.add_argument("--layout", help="official layout for --to-official (default: `<stage>.released.layout`)")
-    parser.add_argument("--out", required=True, help="downloaded file, ppcseg checkpoint, or official state dict")
-
-
-def released_entry(params: dict[str, Any], stage: str) -> dict[str, Any]:
-    entry = params[stage].get("released")
-    if not entry:
-        raise InputError(f"{stage}.released is not set: give url, sha256 (or md5) and layout of the released file")
-    return entry
+    parser.add_argument("--out", required=True, help="the ppcseg checkpoint (with --to-official: the official file)")
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    if args.fetch:
-        from ppcseg.data.download import download
-
-        entry = released_entry(params, args.stage)
-        key = f"{args.stage}.released"
-        download(entry.get("url"), args.out, sha256=entry.get("sha256"), md5=entry.get("md5"), key=key)
-        return
-    if not args.file:
-        raise InputError("--file is required unless --fetch is given")
     if args.to_official:
-        name = args.layout or released_entry(params, args.stage)["layout"]
-        export_official(args.stage, official.layout(name, "--layout"), args.file, args.out)
+        name = args.layout or released_entry(params, args.entry)["layout"]
+        export_official(args.entry, official.layout(name, "--layout"), args.file, args.out)
     else:
-        convert(args.stage, params, args.file, args.out)
+        convert(args.entry, params, args.file, args.out)
 
 
 def _stage_layout(stage: str, name: str, key: str) -> official.Layout:
