@@ -205,3 +205,85 @@ def test_atomic_outputs_get_the_modes_of_the_umask(tmp_path, umask, file_mode, d
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "cam.pt").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "cams").stat().st_mode) == dir_mode
+
+
+# -------------------------------------------------------------------- workflow level: Snakemake on a finished demo
+
+
+def _copy_finished(demo_run, dest: Path) -> Path:
+    """A copy of the finished demo with modification times kept (Snakemake's view of it is unchanged)."""
+    repo, _ = demo_run
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
+
+
+def _planned(repo: Path, *overlays: str) -> set[str]:
+    """Rules of the jobs `snakemake -n` plans for the demo (the job-stats table)."""
+    from tests.workflow.helpers import DEMO, DEMO_TARGETS, snakemake
+
+    proc = snakemake(repo, *DEMO_TARGETS, "-n", *DEMO, *overlays)
+    if "Job stats:" not in proc.stdout:
+        return set()
+    lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()
+    return {line.split()[0] for line in lines[3:] if line.strip()}
+
+
+DOWNSTREAM_OF_CAMS = {"eval_seeds", "affinity_labels", "train_affinity", "random_walk", "eval_masks", "train_seg"}
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_edits_inside_the_dataset_rerun_the_stages_that_read_it(demo_run, tmp_path):
+    """Case 5: an in-place edit of cls_labels.json or of one ground-truth mask; a mere touch re-runs nothing."""
+    repo = _copy_finished(demo_run, tmp_path / "repo")
+    assert _planned(repo) == set()
+    labels = repo / "data/synthetic/VOCdevkit/VOC2012/cls_labels.json"
+    labels.touch()  # same content, new mtime
+    assert _planned(repo) == set()
+    labels.write_text(labels.read_text() + "\n")  # new content, same meaning: the files differ, so it re-runs
+    assert {"train_cam", "eval_seeds", "eval_masks", "eval_seg"} <= _planned(repo)
+    assert "make_synthetic_voc" not in _planned(repo)  # the edit is kept, not regenerated
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_a_deleted_intermediate_is_rebuilt_by_the_same_command(demo_run, tmp_path):
+    """Case 6: one CAM file deleted, or the whole masks folder: `snakemake` rebuilds it and what depends on it."""
+    repo = _copy_finished(demo_run, tmp_path / "one_cam")
+    next((repo / "work/cam/cams").glob("*.npz")).unlink()
+    assert {"infer_cam"} | DOWNSTREAM_OF_CAMS <= _planned(repo)
+    assert "train_cam" not in _planned(repo)
+    repo = _copy_finished(demo_run, tmp_path / "masks")
+    shutil.rmtree(repo / "work/masks/random_walk")
+    planned = _planned(repo)
+    assert {"random_walk", "eval_masks", "train_seg", "eval_seg", "collect_results", "report"} <= planned
+    assert not {"infer_cam", "train_affinity"} & planned
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_a_change_is_not_forgotten_after_snakemake_is_stopped(demo_run, tmp_path):
+    """Case 4: change cam.lr, SIGTERM Snakemake while train_cam runs: the same command still runs train_cam."""
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    from tests.workflow.helpers import BIN, DEMO_TARGETS, tool_env
+
+    repo = _copy_finished(demo_run, tmp_path / "repo")
+    (repo / "lr.yaml").write_text(yaml.safe_dump({"cam": {"lr": 0.0123}}))
+    cmd = [str(BIN / "snakemake"), *DEMO_TARGETS, "--cores", "2", "--configfile", "config/demo.yaml", "lr.yaml"]
+    log = repo / "logs/train_cam.log"
+    log.unlink()
+    proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), start_new_session=True, text=True)
+    deadline = time.monotonic() + 600
+    while not (log.is_file() and "train-cam:" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "train_cam did not start"
+        time.sleep(1)
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a terminal or a batch system stops it
+    proc.wait(timeout=600)
+    assert not (repo / "work/cam/checkpoint.pt").exists()  # Snakemake removed the stopped job's output
+    assert "train_cam" in _planned(repo, "lr.yaml")

@@ -6,7 +6,9 @@ CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrai
 rule train_cam:
     input:
         code("train-cam"),
+        rebuild_flag("train_cam"),
         data=ROOT,
+        manifest=MANIFEST,
         weights=CAM_WEIGHTS,
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
     output:
@@ -39,7 +41,9 @@ rule train_cam:
 rule infer_cam:
     input:
         code("infer-cam"),
+        rebuild_flag("infer_cam"),
         data=ROOT,
+        manifest=MANIFEST,
         checkpoint="work/cam/checkpoint.pt",
     output:
         directory("work/cam/cams"),
@@ -63,7 +67,9 @@ rule infer_cam:
 rule eval_seeds:
     input:
         code("eval-seeds"),
+        rebuild_flag("eval_seeds"),
         data=ROOT,
+        manifest=MANIFEST,
         cams="work/cam/cams",
     output:
         metrics="results/metrics/seed.json",

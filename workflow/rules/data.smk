@@ -14,8 +14,10 @@ if SYNTHETIC:
     rule make_synthetic_voc:
         input:
             code("make-synthetic-voc"),
+            rebuild_flag("make_synthetic_voc"),
         output:
-            directory(ROOT),
+            root=directory(ROOT),
+            manifest=MANIFEST,
         log:
             "logs/make_synthetic_voc.log",
         conda:
@@ -24,12 +26,14 @@ if SYNTHETIC:
             params_files=params_args,
             settings=settings("make-synthetic-voc"),
         shell:
-            "ppcseg make-synthetic-voc {params.params_files} --out {output:q} --log-file {log:q}"
+            "ppcseg make-synthetic-voc {params.params_files} --out {output.root:q} --log-file {log:q}"
 
     rule pretrain_backbone:
         input:
             code("pretrain-backbone"),
+            rebuild_flag("pretrain_backbone"),
             data=ROOT,
+            manifest=MANIFEST,
         output:
             "data/weights/tiny.pth",
         log:
@@ -53,10 +57,12 @@ else:
     rule prepare_voc:
         input:
             code("prepare-voc"),
+            rebuild_flag("prepare_voc"),
             voc=DOWNLOADS["voc"],
             sbd=DOWNLOADS["sbd"],
         output:
-            directory(ROOT),
+            root=directory(ROOT),
+            manifest=MANIFEST,
         log:
             "logs/prepare_voc.log",
         conda:
@@ -66,11 +72,12 @@ else:
             settings=settings("prepare-voc"),
         shell:
             "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc:q} --sbd-archive {input.sbd:q} "
-            "--out {output:q} --expect-full --log-file {log:q}"
+            "--out {output.root:q} --expect-full --log-file {log:q}"
 
     rule prepare_saliency:
         input:
             code("prepare-saliency"),
+            rebuild_flag("prepare_saliency"),
             archive=DOWNLOADS["saliency"],
         output:
             directory(SALIENCY),

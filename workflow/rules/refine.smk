@@ -6,7 +6,9 @@ MASKS = "work/masks/random_walk" if METHOD == "seam" else "work/masks/crf"
 rule affinity_labels:
     input:
         code("affinity-labels"),
+        rebuild_flag("affinity_labels"),
         data=ROOT,
+        manifest=MANIFEST,
         cams="work/cam/cams",
     output:
         directory("work/affinity/labels"),
@@ -34,7 +36,9 @@ AFFINITY_WEIGHTS = backbone_weights(
 rule train_affinity:
     input:
         code("train-affinity"),
+        rebuild_flag("train_affinity"),
         data=ROOT,
+        manifest=MANIFEST,
         labels="work/affinity/labels",
         weights=AFFINITY_WEIGHTS,
     output:
@@ -65,7 +69,9 @@ rule train_affinity:
 rule random_walk:
     input:
         code("random-walk"),
+        rebuild_flag("random_walk"),
         data=ROOT,
+        manifest=MANIFEST,
         cams="work/cam/cams",
         checkpoint="work/affinity/checkpoint.pt",
     output:
@@ -90,7 +96,9 @@ rule random_walk:
 rule crf_masks:
     input:
         code("crf-masks"),
+        rebuild_flag("crf_masks"),
         data=ROOT,
+        manifest=MANIFEST,
         cams="work/cam/cams",
     output:
         directory("work/masks/crf"),
@@ -113,7 +121,9 @@ rule crf_masks:
 rule eval_masks:
     input:
         code("eval-masks"),
+        rebuild_flag("eval_masks"),
         data=ROOT,
+        manifest=MANIFEST,
         masks=MASKS,
     output:
         "results/metrics/mask.json",

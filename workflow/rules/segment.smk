@@ -1,12 +1,14 @@
 # Final segmentation: a DeepLab trained on the pseudo-masks with mmsegmentation, tested on VOC val ground truth.
 
-SEG_WEIGHTS = backbone_weights(seg_backbone())
+SEG_WEIGHTS = backbone_weights(config["segmentation"]["backbone"])
 
 
 rule train_seg:
     input:
         code("train-seg"),
+        rebuild_flag("train_seg"),
         data=ROOT,
+        manifest=MANIFEST,
         masks=MASKS,
         weights=SEG_WEIGHTS,
     output:
@@ -36,7 +38,9 @@ rule train_seg:
 rule eval_seg:
     input:
         code("eval-seg"),
+        rebuild_flag("eval_seg"),
         data=ROOT,
+        manifest=MANIFEST,
         checkpoint="work/seg/checkpoint.pth",
     output:
         "results/metrics/segmentation_{protocol}.json",

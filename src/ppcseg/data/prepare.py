@@ -24,6 +24,7 @@ from PIL import Image
 
 from ppcseg.data import sbd
 from ppcseg.data.extract import extract_archive
+from ppcseg.data.manifest import write_manifest
 from ppcseg.data.voc import IGNORE_INDEX, PALETTE, load_mask, read_ids, save_mask, voc_dirs, write_class_labels
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     prepare_voc(args.voc_archive, args.sbd_archive, args.out, expect_full=args.expect_full, workers=args.threads or 1)
+    write_manifest(args.out)  # what the workflow's rules take as the dataset's identity
 
 
 def _voc_member(name: str) -> bool:

@@ -19,6 +19,7 @@ import yaml
 from ppcseg.config import read_yaml
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
+from ppcseg.workflow.integrity import REBUILD_DIR
 
 PARAMS_KEYS: tuple[str, ...] = ()
 TARGETS = ("results/voc_miou.csv", "results/report.html")
@@ -107,7 +108,8 @@ def dvc_stage(job: Any, params_files: list[str]) -> dict[str, Any]:
         if present:
             params.append(present if path == "params.yaml" else {path: present})
     stage: dict[str, Any] = {"cmd": " ".join(job.shellcmd.split())}
-    deps = sorted(set(map(str, job.input)))
+    # Snakemake's rebuild flags (workflow/rules/integrity.smk) are local bookkeeping; DVC hashes the real inputs.
+    deps = sorted({str(f) for f in job.input if not str(f).startswith(f"{REBUILD_DIR}/")})
     if deps:
         stage["deps"] = deps
     if params:
