@@ -9,6 +9,7 @@ import re
 from snakemake.logging import logger
 
 from ppcseg.utils.per_image import missing_outputs, stage_outputs
+from ppcseg.utils.errors import InputError
 from ppcseg.data.manifest import manifest_path, refresh_manifest
 from ppcseg.workflow.integrity import (
     ensure_flags,
@@ -50,8 +51,12 @@ def check_integrity():
             logger.info(f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it")
             request_rebuild(r.name, f"missing input {missing[0]}")
     for folder, rule_name in PER_IMAGE_OUTPUTS.items():
-        if rule_name in producers.values() and os.path.isdir(folder):
+        if rule_name not in producers.values() or not os.path.isdir(folder):
+            continue
+        try:
             lost = missing_outputs(folder, stage_outputs(rule_name, ROOT, config))
-            if lost:
-                logger.info(f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}")
-                request_rebuild(rule_name, f"{len(lost)} file(s) missing in {folder}")
+        except InputError:  # no dataset or a broken image list: the stages report it themselves
+            continue
+        if lost:
+            logger.info(f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}")
+            request_rebuild(rule_name, f"{len(lost)} file(s) missing in {folder}")
