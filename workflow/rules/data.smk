@@ -72,7 +72,7 @@ else:
             settings=settings("prepare-voc"),
         shell:
             "ppcseg prepare-voc {params.params_files} --voc-archive {input.voc:q} --sbd-archive {input.sbd:q} "
-            "--out {output.root:q} --expect-full --log-file {log:q}"
+            "--out {output.root:q} --log-file {log:q}"
 
     rule prepare_saliency:
         input:
