@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 from hardware import hardware
 
-from ppcseg.cam.train import compute_losses, layout_labels, make_optimizer, set_poly_lr
+from ppcseg.cam.dataset import layout_labels
+from ppcseg.cam.train import compute_losses, make_optimizer, set_poly_lr
 from ppcseg.config import REPO_ROOT, load_params
 from ppcseg.models.cam_net import build_cam_net
 

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 import yaml
 from PIL import Image
 
+from ppcseg.cam.dataset import CamTrainSet
 from ppcseg.cam.train import (
-    CamTrainSet,
     compute_losses,
     global_batch_keys,
     loss_columns,

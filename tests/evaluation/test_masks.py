@@ -11,6 +11,7 @@ import pytest
 from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
 from ppcseg.evaluation import masks
 from ppcseg.evaluation.masks import mask_iou
+from ppcseg.evaluation.miou import ConfusionMatrix
 from ppcseg.utils.errors import InputError
 from tests.refine.helpers import args, default_params, make_voc
 
@@ -24,6 +25,21 @@ def test_mask_iou_by_hand():
     # class 1: TP 3, GT 4, pred 4 (the unlabelled prediction counts as a miss, not as class 1) -> 3 / 5.
     assert iou[1] == pytest.approx(3 / 5)
     assert np.isnan(iou[2:]).all()
+
+
+def test_mask_iou_is_the_projects_miou_formula():
+    """One formula (evaluation/miou.py): without unlabelled pixels, the seeds' and segmentation's confusion matrix."""
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 21, (2, 30, 30)).astype(np.uint8)
+    gt[:, :3] = 255
+    pred = rng.integers(0, 21, (2, 30, 30)).astype(np.uint8)
+    confusion = ConfusionMatrix()
+    for g, p in zip(gt, pred, strict=True):
+        confusion.update(g, p)
+    assert np.array_equal(mask_iou(zip(gt, pred, strict=True)), confusion.iou(), equal_nan=True)
+    pred[0, 5, 5] = 30  # neither a class nor unlabelled: once counted silently in another class's row
+    with pytest.raises(ValueError, match="labels outside"):
+        mask_iou(zip(gt, pred, strict=True))
 
 
 @pytest.fixture(scope="module")

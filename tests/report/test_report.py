@@ -64,7 +64,9 @@ def run_report(tmp_path, root, results, params, figures=True):
         cams=str(tmp_path / "cams"),
         masks=str(tmp_path / "masks"),
         checkpoint=str(tmp_path / "none.pth"),
-        results_dir=str(results),
+        cam_loss=str(results / "train_cam_loss.csv"),
+        seed_curve=str(results / "seed_threshold_curve.csv"),
+        affinity_loss=str(affinity) if (affinity := results / "train_affinity_loss.csv").is_file() else None,
         out=str(results / "report.html"),
         figures=str(results / "figures") if figures else None,
     )
@@ -153,3 +155,22 @@ def test_seed_curve_marks_the_fixed_and_the_best_threshold(tmp_path):
     marked = report.curve_figure(path, "threshold", ["mIoU"], "t", fixed=("fixed", 0.15), mark_max=True)
     assert plain != marked
     assert report.curve_figure(tmp_path / "missing.csv", "threshold", ["mIoU"], "t") is None
+
+
+@pytest.mark.parametrize(("best", "flagged"), [(0.59, True), (0.30, False), (0.0, False)])
+def test_gt_tuned_threshold_at_the_end_of_the_sweep_is_flagged(run_dir, best, flagged):
+    tmp_path, root, results = run_dir
+    rows = write_rows(results / "voc_miou.csv")
+    rows[0]["settings"] = f"bg_threshold=0.26;gt_tuned_bg_threshold={best};gt_tuned_mIoU=31.74"
+    with open(results / "voc_miou.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    # The demo's sweep, [0.0, 0.6, 0.01]: 0.59 is its last threshold; 0 cannot be undercut (scores are >= 0).
+    (results / "seed_threshold_curve.csv").write_text(
+        "threshold,mIoU\n" + "".join(f"{i / 100:.2f},{i / 10:.2f}\n" for i in range(60))
+    )
+    page = run_report(tmp_path, root, results, default_params(report={"overlay_images": 0}), figures=False)
+    assert ("id='sweep-edge'" in page) == flagged
+    if flagged:
+        assert "threshold 0.59 is at the end of the sweep (0 to 0.59" in page

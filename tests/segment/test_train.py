@@ -18,6 +18,7 @@ from ppcseg.config import REPO_ROOT, load_params
 from ppcseg.data.voc import read_ids, save_mask
 from ppcseg.segment.train import build_train_config, train
 from ppcseg.utils.checkpoint import load_checkpoint
+from ppcseg.utils.errors import InputError
 from tests.timing import HANG_GUARD_S
 
 ITERS = 4
@@ -149,6 +150,17 @@ def test_eval_cli(voc_root, params_files, trained, tmp_path, protocol, stage):
         assert row["settings"]["scales"] == [0.75, 1.0] and row["settings"]["flip"] is True
 
 
+def test_eval_cli_evaluates_the_split_of_the_params(voc_root, params_files, trained, tmp_path):
+    """`segmentation.val_split` picks the evaluated split (eval-seg once took it from a flag that ignored it)."""
+    overlay = tmp_path / "train_split.yaml"
+    overlay.write_text("segmentation:\n  val_split: train\n")
+    out = tmp_path / "metrics.json"
+    args = ["eval-seg", *_params_args([*params_files, str(overlay)]), "--data", str(voc_root)]
+    assert main([*args, "--checkpoint", str(trained), "--protocol", "single", "--out-metrics", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["split"] == "train" and row["n_images"] == len(read_ids(voc_root, "train"))
+
+
 def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path, monkeypatch):
     from ppcseg.segment import export
     from tests.refine.helpers import Interrupted, keep_only
@@ -189,8 +201,6 @@ def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
 
 @pytest.mark.parametrize("launcher,env", [("pytorch", "WORLD_SIZE"), ("slurm", "SLURM_NTASKS")])
 def test_global_batch_is_split_over_processes(voc_root, params_files, tmp_path, monkeypatch, launcher, env):
-    from ppcseg.utils.errors import InputError
-
     seg = {**load_params(params_files)["segmentation"], "batch_size": 10}
     paths = dict(data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
     monkeypatch.setenv(env, "2")
@@ -218,6 +228,9 @@ def test_params_override_the_config(voc_root, params_files, tmp_path):
 
 def test_mmseg_backbones_get_a_local_pretrained_init(voc_root, params_files, tmp_path):
     seg = {**load_params(params_files)["segmentation"], "config": "deeplabv2_r101_1xb10-20k_voc12pseudo-448x448.py"}
+    with pytest.raises(InputError, match=r"segmentation.backbone: 'tiny', but deeplabv2_r101.* builds a resnet101"):
+        build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
+    seg["backbone"] = "resnet101"
     weights = tmp_path / "resnet101.pth"
     weights.write_bytes(b"")
     cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path, weights=weights)

@@ -90,14 +90,6 @@ def backbone_weights(backbone, pretrained=True):
     ]
 
 
-def seg_backbone():
-    name = config["segmentation"]["config"]
-    for backbone in ("resnet38", "r101", "r50", "tiny"):
-        if f"_{backbone}" in name:
-            return {"r101": "resnet101", "r50": "resnet50"}.get(backbone, backbone)
-    raise WorkflowError(f"segmentation.config: cannot tell the backbone of {name}")
-
-
 def opt_flag(flag, files):
     return f"{flag} {shlex.quote(str(files[0]))}" if files else ""
 

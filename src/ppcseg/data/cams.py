@@ -76,6 +76,11 @@ def load_cams(
     return found.astype(np.int64), cams
 
 
+def channel_labels(classes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """VOC label (int64) of each channel of [background, CAMs of `classes`]; index an argmax over them with it."""
+    return np.concatenate([[0], np.asarray(classes, dtype=np.int64)])
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> ImageNet-normalised float (3, H, W), the input the CAM network was trained on."""
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).div_(255.0)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
+from ppcseg.data.voc import load_mask, read_ids, voc_dirs
+from ppcseg.evaluation.miou import ConfusionMatrix
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
 from ppcseg.utils.progress import progress
 
@@ -30,18 +31,10 @@ def mask_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     A prediction of 255 (a mask that leaves pixels unlabelled) counts as wrong for the pixel's GT class and as no
     class's prediction, as in the official evaluation; NaN for classes absent from both GT and prediction.
     """
-    extra = NUM_CLASSES + 1  # one extra prediction column for unlabelled (255) pixels
-    matrix = np.zeros((NUM_CLASSES, extra), dtype=np.int64)
+    confusion = ConfusionMatrix(unlabelled=True)
     for gt, pred in pairs:
-        keep = gt.reshape(-1) != IGNORE_INDEX
-        g = gt.reshape(-1)[keep].astype(np.int64)
-        p = pred.reshape(-1)[keep].astype(np.int64)
-        p[p == IGNORE_INDEX] = NUM_CLASSES
-        matrix += np.bincount(g * extra + p, minlength=NUM_CLASSES * extra).reshape(NUM_CLASSES, extra)
-    tp = np.diag(matrix[:, :NUM_CLASSES]).astype(np.float64)
-    union = matrix.sum(axis=1) + matrix[:, :NUM_CLASSES].sum(axis=0) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+        confusion.update(gt, pred)
+    return confusion.iou()
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:

@@ -12,11 +12,16 @@ from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES
 
 
 class ConfusionMatrix:
-    """Accumulates a (C, C) confusion matrix, rows = ground truth, columns = prediction (torchvision style)."""
+    """Accumulates a (C, C) confusion matrix, rows = ground truth, columns = prediction (torchvision style).
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    With `unlabelled=True` a prediction may be 255 (a pseudo-mask that leaves pixels unlabelled): an extra column
+    counts those pixels, wrong for their ground-truth class and no class's prediction, as the official evaluation.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, unlabelled: bool = False) -> None:
         self.num_classes = num_classes
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.unlabelled = unlabelled
+        self.matrix = np.zeros((num_classes, num_classes + unlabelled), dtype=np.int64)
 
     def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
         if gt.shape != pred.shape:
@@ -25,10 +30,13 @@ class ConfusionMatrix:
         pred = pred.reshape(-1).astype(np.int64)
         keep = gt != IGNORE_INDEX
         gt, pred = gt[keep], pred[keep]
-        if gt.size and (gt.max() >= self.num_classes or pred.max() >= self.num_classes or pred.min() < 0):
+        if self.unlabelled:
+            pred[pred == IGNORE_INDEX] = self.num_classes
+        columns = self.matrix.shape[1]
+        if gt.size and (gt.max() >= self.num_classes or pred.max() >= columns or pred.min() < 0):
             raise ValueError("labels outside 0..num_classes-1 (other than 255 in ground truth)")
-        self.matrix += np.bincount(gt * self.num_classes + pred, minlength=self.num_classes**2).reshape(
-            self.num_classes, self.num_classes
+        self.matrix += np.bincount(gt * columns + pred, minlength=self.num_classes * columns).reshape(
+            self.num_classes, columns
         )
 
     def iou(self) -> np.ndarray:
@@ -39,10 +47,12 @@ class ConfusionMatrix:
 
 
 def iou_from_confusion(matrix: np.ndarray) -> np.ndarray:
-    """Per-class IoU from a (..., C, C) confusion matrix; NaN where a class has no GT and no prediction."""
+    """Per-class IoU from a (..., C, C) confusion matrix, or (..., C, C + 1) whose last column counts unlabelled
+    predictions; NaN where a class has no GT and no prediction."""
+    classes = matrix.shape[-2]
     tp = np.diagonal(matrix, axis1=-2, axis2=-1).astype(np.float64)
     gt = matrix.sum(axis=-1).astype(np.float64)
-    pred = matrix.sum(axis=-2).astype(np.float64)
+    pred = matrix[..., :classes].sum(axis=-2).astype(np.float64)
     union = gt + pred - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, tp / np.maximum(union, 1), np.nan)

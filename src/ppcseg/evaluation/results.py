@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ppcseg.data.voc import CLASSES
+from ppcseg.evaluation.miou import mean_iou
 from ppcseg.utils.io import write_json, write_text
 
 CSV_COLUMNS = ["stage", "split", *CLASSES, "mIoU", "n_images", "settings"]
@@ -20,8 +21,7 @@ CSV_COLUMNS = ["stage", "split", *CLASSES, "mIoU", "n_images", "settings"]
 def metrics_row(stage: str, split: str, iou: np.ndarray, n_images: int, settings: dict[str, Any]) -> dict[str, Any]:
     """A row in percent with two decimals; NaN classes (no GT, no prediction) become None."""
     iou = np.asarray(iou, dtype=np.float64)
-    valid = ~np.isnan(iou)
-    miou = float(iou[valid].mean()) if valid.any() else math.nan
+    miou = mean_iou(iou)
     return {
         "stage": stage,
         "split": split,

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ppcseg.data.cams import load_cams
-from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
+from ppcseg.data.cams import channel_labels, load_cams
+from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
 from ppcseg.evaluation.miou import iou_from_confusion, mean_iou
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
+from ppcseg.utils.per_image import check_labels
 from ppcseg.utils.progress import progress
 
 PARAMS_KEYS: tuple[str, ...] = ("seeds",)
@@ -40,11 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-curve", required=True, help="CSV threshold,mIoU of the GT-tuned sweep (dvc plots)")
 
 
+MAX_SWEEP = 1000
+
+
 def sweep_thresholds(start: float, stop: float, step: float) -> np.ndarray:
     """start, start+step, ... < stop, rounded so that 0.27 is the double nearest 0.27 (as i/100 in the official code)."""
     if step <= 0 or stop <= start:
         raise InputError(f"seeds.sweep: need start < stop and step > 0, got [{start}, {stop}, {step}]")
     span = (stop - start) / step
+    if span > MAX_SWEEP:
+        # The sweep keeps a confusion matrix per threshold: a step of 1e-12 would ask for terabytes.
+        raise InputError(f"seeds.sweep: [{start}, {stop}, {step}] gives {span:.3g} thresholds, at most {MAX_SWEEP}")
     count = round(span) if abs(span - round(span)) < 1e-6 else math.ceil(span)
     return np.round(start + step * np.arange(count), 10)
 
@@ -52,8 +59,7 @@ def sweep_thresholds(start: float, stop: float, step: float) -> np.ndarray:
 def seed_prediction(classes: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
     """Reference seed of one image: argmax over [t, CAMs] (K+1, H, W) in float32, mapped to VOC indices."""
     scores = np.concatenate([np.full((1, *cams.shape[1:]), threshold, dtype=np.float32), cams.astype(np.float32)])
-    lookup = np.concatenate([[0], np.asarray(classes, dtype=np.int64)])
-    return lookup[np.argmax(scores, axis=0)]
+    return channel_labels(classes)[np.argmax(scores, axis=0)]
 
 
 def sweep_confusion(
@@ -117,11 +123,9 @@ def check_labels_match_mask(root: Path, image_id: str, classes: list[int], gt: n
 
 
 def _dataset(root: Path, cams_dir: Path, ids: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    labels = read_class_labels(root)
+    labels = check_labels(root, ids)
     masks_dir = voc_dirs(root)["masks"]
     for image_id in progress(ids, desc="eval-seeds"):
-        if image_id not in labels:
-            raise InputError(f"{voc_dirs(root)['labels']}: no image-level labels for '{image_id}'")
         gt = load_mask(masks_dir / f"{image_id}.png", expected_shape=image_size(root, image_id))
         check_labels_match_mask(root, image_id, labels[image_id], gt)
         classes, cams = load_cams(cams_dir, image_id, labels[image_id], gt.shape)

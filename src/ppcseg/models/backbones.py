@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ppcseg.models.resnet38 import ResNet38, _freeze, load_checked, read_torch_state_dict
+from ppcseg.models.resnet38 import ResNet38, freeze_modules, load_checked, read_torch_state_dict
 from ppcseg.utils.errors import InputError
 
 BACKBONES = ("resnet38", "resnet50", "resnet101", "tiny")
@@ -53,7 +53,7 @@ class TorchvisionResNet(nn.Module):
     def train(self, mode: bool = True) -> TorchvisionResNet:
         super().train(mode)
         if self.freeze:
-            _freeze(self, self.frozen_modules())
+            freeze_modules(self, self.frozen_modules())
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

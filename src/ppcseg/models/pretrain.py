@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppcseg.cam.train import CamTrainSet
+from ppcseg.cam.dataset import CamTrainSet
 from ppcseg.data.voc import read_ids
 from ppcseg.models.backbones import build_backbone
 from ppcseg.utils.io import atomic_path

@@ -124,7 +124,7 @@ class ResNet38(nn.Module):
     def train(self, mode: bool = True) -> ResNet38:
         super().train(mode)
         if self.freeze:
-            _freeze(self, self.frozen_modules())
+            freeze_modules(self, self.frozen_modules())
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -156,7 +156,7 @@ class ResNet38(nn.Module):
         load_checked(self, state, path)
 
 
-def _freeze(root: nn.Module, frozen: list[nn.Module]) -> None:
+def freeze_modules(root: nn.Module, frozen: list[nn.Module]) -> None:
     """BN in eval mode with frozen affine parameters everywhere; no gradient for the frozen modules."""
     for module in root.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):

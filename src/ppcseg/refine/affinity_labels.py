@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ppcseg.data.cams import load_cams
+from ppcseg.data.cams import channel_labels, load_cams
 from ppcseg.data.voc import NUM_CLASSES, load_image, save_mask, voc_dirs
 from ppcseg.refine.crf import crf_from_labels
 from ppcseg.utils.per_image import (
@@ -54,7 +54,7 @@ def background_argmax(classes: np.ndarray, cams: np.ndarray, alpha: float) -> np
     if cams.shape[0] == 0:
         return np.zeros(cams.shape[1:], dtype=np.int64)
     bg = np.power(1.0 - cams.max(axis=0, keepdims=True), alpha)
-    lookup = np.concatenate([[0], np.asarray(classes, dtype=np.int64)])
+    lookup = channel_labels(classes)
     return lookup[np.argmax(np.concatenate([bg, cams]), axis=0)]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ppcseg.data.cams import load_cams
+from ppcseg.data.cams import channel_labels, load_cams
 from ppcseg.data.voc import load_image, save_mask, voc_dirs
 from ppcseg.refine.crf import crf_from_probs
 from ppcseg.utils.per_image import (
@@ -57,7 +57,7 @@ def crf_mask(image: np.ndarray, classes: np.ndarray, cams: np.ndarray, cfg: dict
         bilateral_srgb=cfg["bilateral_srgb"],
         bilateral_compat=cfg["bilateral_compat"],
     )
-    lookup = np.concatenate([[0], np.asarray(classes, dtype=np.int64)]).astype(np.uint8)
+    lookup = channel_labels(classes).astype(np.uint8)
     return lookup[np.argmax(q, axis=0)]
 
 

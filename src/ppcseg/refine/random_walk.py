@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppcseg.data.cams import load_cams, to_tensor
+from ppcseg.data.cams import channel_labels, load_cams, to_tensor
 from ppcseg.data.voc import load_image, save_mask, voc_dirs
 from ppcseg.refine.affinity_net import AffinityNet, load_affinity_net, sparse_affinity
 from ppcseg.utils.per_image import (
@@ -91,7 +91,7 @@ def random_walk_mask(
     scores = pooled_scores(cams, bg_score, padded, (fh, fw)).to(device)
     walked = walk(affinity, scores.reshape(scores.shape[0], -1), logt).reshape(1, -1, fh, fw)
     up = F.interpolate(walked, size=padded, mode="bilinear", align_corners=False)[0, :, :height, :width]
-    lookup = np.concatenate([[0], np.asarray(classes, dtype=np.int64)]).astype(np.uint8)
+    lookup = channel_labels(classes).astype(np.uint8)
     return lookup[up.argmax(dim=0).cpu().numpy()]
 
 

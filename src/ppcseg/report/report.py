@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ppcseg.data.cams import channel_labels
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.io import atomic_dir, write_text
 
@@ -42,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cams", required=True, help="CAM folder (infer-cam output)")
     parser.add_argument("--masks", required=True, help="pseudo-mask folder")
     parser.add_argument("--checkpoint", required=True, help="segmentation checkpoint, for prediction overlays")
-    parser.add_argument("--results-dir", default="results", help="where the curves (CSV) live")
+    parser.add_argument("--cam-loss", help="CAM training loss curve (train-cam --loss-csv; none for a released model)")
+    parser.add_argument("--seed-curve", required=True, help="seed threshold curve (eval-seeds --out-curve)")
+    parser.add_argument("--affinity-loss", help="AffinityNet loss curve (train-affinity --loss-csv; SEAM route)")
     parser.add_argument("--out", required=True, help="output HTML file")
     parser.add_argument("--figures", help="also write every figure as <name>.png (and per_class_iou.csv) here")
 
@@ -164,7 +167,7 @@ def overlay_figure(
         classes, cams = data["classes"], data["cams"].astype(np.float32)
         heat = cams.max(axis=0) if len(cams) else np.zeros(image.shape[:2], np.float32)
         scores = np.concatenate([np.full((1, *image.shape[:2]), bg_threshold, np.float32), cams])
-        seed = np.concatenate([[0], classes])[scores.argmax(axis=0)].astype(np.uint8)
+        seed = channel_labels(classes)[scores.argmax(axis=0)].astype(np.uint8)
         mask_path = masks_dir / f"{image_id}.png"
         pseudo = load_mask(mask_path) if mask_path.is_file() else np.zeros_like(seed)
         gt = load_mask(voc_dirs(root)["masks"] / f"{image_id}.png")
@@ -196,7 +199,7 @@ def overlay_figure(
 def predict_overlays(checkpoint: Path, root: Path, image_ids: list[str]) -> dict[str, np.ndarray]:
     """Single-scale predictions of the segmentation network for the overlay images."""
     from ppcseg.segment.checkpoint import load_segmentor
-    from ppcseg.segment.test import InferenceProtocol, device, predict_labels
+    from ppcseg.segment.inference import InferenceProtocol, device, predict_labels
 
     model, _ = load_segmentor(checkpoint, device())
     return {
@@ -215,8 +218,31 @@ def code_version() -> str:
         return "unknown (not a git checkout)"
 
 
-def render(params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, bytes | None]) -> str:
-    """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run)."""
+def sweep_edge_note(rows: list[dict[str, str]], curve: Path) -> str:
+    """A warning when the GT-tuned seed threshold is the last one swept (or the first, above 0): the best one may lie
+    outside the sweep, so the GT-tuned mIoU is only a lower bound. Empty when it is inside, or nothing to compare."""
+    seed = next((row for row in rows if row["stage"] == "seed"), None)
+    if seed is None or not curve.is_file():
+        return ""
+    settings = dict(item.split("=", 1) for item in seed["settings"].split(";") if "=" in item)
+    swept = [float(row["threshold"]) for row in _read_csv(curve)]
+    if "gt_tuned_bg_threshold" not in settings or not swept:
+        return ""
+    best = float(settings["gt_tuned_bg_threshold"])
+    if not (np.isclose(best, swept[-1]) or (np.isclose(best, swept[0]) and swept[0] > 0)):
+        return ""
+    return (
+        f"<p class='note' id='sweep-edge'>The GT-tuned seed threshold {best:g} is at the end of the sweep "
+        f"({swept[0]:g} to {swept[-1]:g}, <code>seeds.sweep</code>): the best threshold may lie beyond it, so "
+        f"gt_tuned_mIoU is a lower bound. Widen <code>seeds.sweep</code> to find it.</p>"
+    )
+
+
+def render(
+    params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, bytes | None], seed_note: str = ""
+) -> str:
+    """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run), `seed_note`
+    is HTML shown under the table (sweep_edge_note)."""
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
@@ -264,6 +290,7 @@ row uses the fixed background threshold, the GT-tuned sweep is in its settings.<
 {note}
 <h2>Results (results/voc_miou.csv) beside the paper</h2>
 <div class="scroll"><table id="results">{"".join(table)}</table></div>
+{seed_note}
 <h2>Figures</h2>
 {figure_html}
 <h2>Parameters</h2>
@@ -300,7 +327,6 @@ def write_figures(out_dir: str | Path, figures: dict[str, bytes | None], rows: l
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     root = Path(args.data)
-    results = Path(args.results_dir)
     rows = _read_csv(Path(args.csv))
     labels = read_class_labels(root)
     count = params["report"]["overlay_images"]
@@ -308,12 +334,16 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     predictions = predict_overlays(Path(args.checkpoint), root, train_ids) if count else {}
     figures = {
         "per_class_iou": per_class_figure(rows),
-        "train_cam_loss": curve_figure(results / "train_cam_loss.csv", "step", ["total"], "CAM training loss"),
-        "train_affinity_loss": curve_figure(
-            results / "train_affinity_loss.csv", "step", ["loss"], "AffinityNet training loss"
+        "train_cam_loss": (
+            curve_figure(Path(args.cam_loss), "step", ["total"], "CAM training loss") if args.cam_loss else None
+        ),
+        "train_affinity_loss": (
+            curve_figure(Path(args.affinity_loss), "step", ["loss"], "AffinityNet training loss")
+            if args.affinity_loss
+            else None
         ),
         "seed_threshold_curve": curve_figure(
-            results / "seed_threshold_curve.csv",
+            Path(args.seed_curve),
             "threshold",
             ["mIoU"],
             "Seed mIoU vs background threshold",
@@ -326,5 +356,5 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     }
     if args.figures:
         write_figures(args.figures, figures, rows)
-    write_text(args.out, render(params, rows, figures))
+    write_text(args.out, render(params, rows, figures, sweep_edge_note(rows, Path(args.seed_curve))))
     os.chmod(args.out, 0o666 & ~_umask())  # written through a private temporary file; readable like any other output

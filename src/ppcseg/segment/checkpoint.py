@@ -42,6 +42,16 @@ def load_config(name: str | Path) -> Config:
     return Config.fromfile(str(config_path(name)))
 
 
+def config_backbone(cfg: Config) -> str:
+    """The backbone a segmentation config builds, named as `segmentation.backbone` names it."""
+    backbone = cfg.model.backbone
+    if backbone.type == "PPCBackbone":
+        return backbone.get("arch", "resnet38")
+    if backbone.type.startswith("ResNet"):
+        return f"resnet{backbone.depth}"
+    return backbone.type
+
+
 def _plain(value: Any) -> Any:
     """Config values as dicts, lists and scalars only (what weights_only loading accepts)."""
     if isinstance(value, dict):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ppcseg.data.voc import load_image, read_ids, save_mask, voc_dirs
 from ppcseg.segment.checkpoint import load_segmentor
-from ppcseg.segment.test import PROTOCOLS, InferenceProtocol, device, predict_labels
+from ppcseg.segment.inference import PROTOCOLS, InferenceProtocol, device, predict_labels
 from ppcseg.utils.per_image import fingerprint, finish_partial, folder_inputs, open_partial, pending
 from ppcseg.utils.progress import progress
 

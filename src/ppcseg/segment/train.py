@@ -21,7 +21,7 @@ import torch
 from mmengine.config import Config
 
 from ppcseg.data.voc import read_ids
-from ppcseg.segment.checkpoint import export_checkpoint, load_config
+from ppcseg.segment.checkpoint import config_backbone, export_checkpoint, load_config
 from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
@@ -69,6 +69,9 @@ def build_train_config(
 ) -> Config:
     """The mmseg config named by `seg['config']` with the params.yaml overrides and this run's paths applied."""
     cfg = load_config(seg["config"])
+    if (built := config_backbone(cfg)) != seg["backbone"]:
+        # the rule picks the pretrained weights by segmentation.backbone: they must fit the network the config builds
+        raise InputError(f"segmentation.backbone: '{seg['backbone']}', but {seg['config']} builds a {built} backbone")
     iters, crop = int(seg["iters"]), (int(seg["crop_size"]),) * 2
     processes = world_size(launcher)
     if seg["batch_size"] % processes:
