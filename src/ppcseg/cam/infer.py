@@ -33,7 +33,7 @@ from ppcseg.utils.per_image import (
 )
 from ppcseg.utils.progress import progress
 
-PARAMS_KEYS: tuple[str, ...] = ("infer_cam",)
+PARAMS_KEYS: tuple[str, ...] = ("infer_cam", "cam.method")
 log = logging.getLogger("ppcseg")
 
 # SEAM's min-max normalisation offset: values below min + EPS become 0 before scaling.

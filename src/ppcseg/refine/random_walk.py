@@ -35,7 +35,7 @@ from ppcseg.utils.per_image import (
 )
 from ppcseg.utils.progress import progress
 
-PARAMS_KEYS: tuple[str, ...] = ("random_walk", "affinity.fix_pair_region")
+PARAMS_KEYS: tuple[str, ...] = ("random_walk", "affinity.fix_pair_region", "cam.backbone")
 STRIDE = 8
 log = logging.getLogger("ppcseg")
 

@@ -27,7 +27,8 @@ from ppcseg.data.cams import channel_labels
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.io import atomic_dir, write_text
 
-PARAMS_KEYS: tuple[str, ...] = ("report",)
+# the route (and paper numbers) it shows, the demo note, the seed overlays and the threshold curve's marks
+PARAMS_KEYS: tuple[str, ...] = ("report", "cam.method", "cam.ppc", "data.source", "seeds.split", "seeds.bg_threshold")
 
 # Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README.
 PAPER = {
