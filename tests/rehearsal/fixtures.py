@@ -139,20 +139,24 @@ def build_weights(dest: Path) -> None:
     _resnet101_state(dest / FILES["resnet101"])
 
 
-def build_fixtures(dest: Path, *, n_train: int, n_val: int, n_sbd: int) -> Path:
-    """Every source file and `sources.yaml` in `dest`; returns the overlay's path."""
-    build_archives(dest, n_train=n_train, n_val=n_val, n_sbd=n_sbd)
-    build_weights(dest)
+def write_sources(overlay: Path, folders: dict[str, Path]) -> Path:
+    """The sources overlay: each source's file (in `folders[name]`) as a file:// URL with its sha256, md5 null."""
     sources = {}
     for name, filename in FILES.items():
-        path = (dest / filename).resolve()
+        path = (folders[name] / filename).resolve()
         sources[name] = {"url": path.as_uri(), "sha256": sha256_file(path), "md5": None}
-    overlay = dest / "sources.yaml"
     overlay.write_text(
         "# Rehearsal fixtures (tests/rehearsal/fixtures.py): local files in the real formats, by checksum.\n"
         + yaml.safe_dump({"data": {"sources": sources}}, sort_keys=False)
     )
     return overlay
+
+
+def build_fixtures(dest: Path, *, n_train: int, n_val: int, n_sbd: int) -> Path:
+    """Every source file and `sources.yaml` in `dest`; returns the overlay's path."""
+    build_archives(dest, n_train=n_train, n_val=n_val, n_sbd=n_sbd)
+    build_weights(dest)
+    return write_sources(dest / "sources.yaml", dict.fromkeys(FILES, dest))
 
 
 def main() -> None:
