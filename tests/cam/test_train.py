@@ -33,6 +33,7 @@ from ppcseg.models.cam_net import build_cam_net, load_cam_net
 from ppcseg.utils.distributed import DistInfo, average_gradients, local_slice, mean_over_ranks
 from ppcseg.utils.errors import InputError
 from tests.cam._tinyvoc import make_tiny_voc, tiny_cam_params
+from tests.timing import HANG_GUARD_S
 
 torch.set_num_threads(1)
 
@@ -192,7 +193,7 @@ def test_sigkill_and_restart_is_bit_identical(voc: Path, tmp_path: Path) -> None
     ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_GUARD_S
     while not (out / "state").is_dir() or not any((out / "state").glob("state_*.pt")):
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline

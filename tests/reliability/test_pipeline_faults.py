@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, DEMO, DEMO_TARGETS, scratch_repo, snakemake, tool_env
 
 pytestmark = pytest.mark.workflow
@@ -47,13 +48,13 @@ def test_a_second_run_is_refused_and_the_first_finishes_identically(demo_run, tm
     reference, _ = demo_run
     repo = scratch_repo(tmp_path / "repo")
     first = start(repo)
-    wait_for(lambda: (repo / "logs/train_cam.log").exists(), first, 600, "train_cam to start")
+    wait_for(lambda: (repo / "logs/train_cam.log").exists(), first, HANG_GUARD_S, "train_cam to start")
     second = snakemake(repo, *DEMO_TARGETS, "--cores", "1", *DEMO, check=False)
     # Refused before touching anything: by the lock, or (the check Snakemake makes first) because the running job's
     # outputs are marked incomplete.
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr or "Incomplete files" in second.stdout + second.stderr
-    out, _ = first.communicate(timeout=1500)
+    out, _ = first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 0, out[-4000:]
     # Determinism: two independent runs with the same seed give the same table, byte for byte.
     assert (repo / "results/voc_miou.csv").read_bytes() == (reference / "results/voc_miou.csv").read_bytes()
@@ -84,7 +85,7 @@ def test_sigkill_in_every_long_stage_then_rerun_gives_the_same_results(demo_run,
             run.wait()
         killed.append(stage)
         snakemake(repo, "--unlock", *DEMO)
-    final = snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO, "--rerun-incomplete", timeout=1500)
+    final = snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO, "--rerun-incomplete", timeout=HANG_GUARD_S)
     assert killed == [s for s, _ in KILL_POINTS]
     # Nothing half-written survives: the partial folders were completed and renamed.
     assert not list(repo.glob("work/**/*.partial"))

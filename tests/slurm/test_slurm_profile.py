@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm.cluster import LocalSlurm, missing_binaries
+from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, REPO, scratch_repo, tool_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -48,7 +49,7 @@ def tempfile_root(factory) -> Path:
     return root
 
 
-def slurm_snakemake(repo: Path, cluster: LocalSlurm, *args: str, timeout: float = 1800):
+def slurm_snakemake(repo: Path, cluster: LocalSlurm, *args: str, timeout: float = HANG_GUARD_S):
     env = dict(tool_env(), **cluster.env)
     return subprocess.run(
         [str(BIN / "snakemake"), "--profile", "slurm", *args, *FAST],
@@ -115,7 +116,7 @@ def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path)
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + HANG_GUARD_S
     cancelled = False
     while time.monotonic() < deadline and not cancelled:
         queue = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=env, capture_output=True, text=True).stdout
@@ -125,7 +126,7 @@ def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path)
                 subprocess.run(["scancel", jobid], env=env, check=True)
                 cancelled = True
         time.sleep(1)
-    output, _ = run.communicate(timeout=600)
+    output, _ = run.communicate(timeout=HANG_GUARD_S)
     assert cancelled, "no job was seen running"
     assert run.returncode != 0, "Snakemake must report the cancelled job as a failure"
     before = {p: p.stat().st_mtime for p in (repo / "work/cam").glob("*.pt")}
@@ -145,7 +146,7 @@ def test_paper_dry_run_shows_gpu_requests(cluster):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"rule train_cam:.*?resources:.*?gpu=1", proc.stdout, flags=re.S)
@@ -187,7 +188,7 @@ def test_two_tasks_under_srun_train_as_one(cluster, small_voc, tmp_path, stage):
         env=dict(tool_env(), **cluster.env),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
     assert (tmp_path / "out.pt").is_file()

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.timing import HANG_GUARD_S
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEMO_TARGETS = ["results/voc_miou.csv", "results/report.html"]
@@ -28,7 +30,7 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, timeout: float = HANG_GUARD_S, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command; on an unexpected exit code, fail with its output (and the tail of any job logs)."""
     proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -59,7 +61,7 @@ def scratch_repo(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args: str, timeout: float = HANG_GUARD_S, check: bool = True) -> subprocess.CompletedProcess:
     return run([str(BIN / "snakemake"), *args], cwd, timeout=timeout, check=check)
 
 

@@ -9,13 +9,11 @@ import shutil
 
 import pytest
 
+from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, DEMO_TARGETS, run, scratch_repo, snakemake
 
 pytestmark = pytest.mark.workflow
 DEMO_PARAMS = ["--params", "params.yaml", "--params", "config/demo.yaml"]
-# A hang guard, not a speed check: the demo repro takes ~10 min on 2 idle cores and over 25 min when other jobs share
-# them. On expiry only `dvc` itself is killed, so a timeout must not cut a run that would have finished.
-PIPELINE_TIMEOUT_S = 3600
 
 
 def dvc(repo, *args, **kwargs):
@@ -29,7 +27,7 @@ def dvc_repo(tmp_path_factory):
     repo = scratch_repo(base / "repo")
     run([str(BIN / "ppcseg"), "export-dvc", *DEMO_PARAMS, "--out", "dvc.yaml"], repo)
     dvc(repo, "remote", "modify", "storage", "url", str(base / "remote"))
-    dvc(repo, "repro", timeout=PIPELINE_TIMEOUT_S)
+    dvc(repo, "repro", timeout=HANG_GUARD_S)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "demo run"], repo)
     return repo
@@ -81,7 +79,7 @@ def _experiments(shown):
 @pytest.mark.slow
 def test_experiment_with_a_changed_param(dvc_repo):
     """`dvc exp run -S` re-runs from train_cam with the new value and records the experiment."""
-    proc = dvc(dvc_repo, "exp", "run", "-S", "cam.ppc_loss.sampling=first", timeout=PIPELINE_TIMEOUT_S)
+    proc = dvc(dvc_repo, "exp", "run", "-S", "cam.ppc_loss.sampling=first", timeout=HANG_GUARD_S)
     ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
     assert "train_cam" in ran and "report" in ran, proc.stdout
     assert not ran & {"make_synthetic_voc", "pretrain_backbone"}, proc.stdout
@@ -119,13 +117,13 @@ def test_route_switch_with_dvc(dvc_repo):
     original = params.read_text()
     try:
         params.write_text(original.replace("  method: seam ", "  method: eps  ", 1))
-        refused = dvc(dvc_repo, "repro", check=False, timeout=PIPELINE_TIMEOUT_S)
+        refused = dvc(dvc_repo, "repro", check=False, timeout=HANG_GUARD_S)
         assert refused.returncode != 0
         output = refused.stdout + refused.stderr
         assert "generated for another pipeline" in output and "missing stages ['crf_masks']" in output, output
         assert "ppcseg export-dvc --params params.yaml --params config/demo.yaml --out dvc.yaml" in output
         run([str(BIN / "ppcseg"), "export-dvc", *DEMO_PARAMS, "--out", "dvc.yaml"], dvc_repo)
-        proc = dvc(dvc_repo, "repro", timeout=PIPELINE_TIMEOUT_S)
+        proc = dvc(dvc_repo, "repro", timeout=HANG_GUARD_S)
         ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
         assert {"train_cam", "infer_cam", "crf_masks", "eval_masks", "train_seg", "collect_results"} <= ran, ran
         assert not ran & {"make_synthetic_voc", "pretrain_backbone", "affinity_labels", "random_walk"}, ran

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, run, scratch_repo
 
 pytestmark = pytest.mark.workflow
@@ -26,7 +27,7 @@ def stage_as_dvc_runs_it(repo, params_args):
     """`ppcseg eval-masks` with DVC's environment; its inputs do not exist, so it fails at once after the check."""
     env = dict(os.environ, DVC_STAGE="eval_masks", DVC_ROOT=str(repo), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     cmd = ["ppcseg", "eval-masks", *params_args, "--data", "missing", "--masks", "missing", "--out-metrics", "m.json"]
-    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def test_a_current_dvc_yaml_lets_the_stage_run(demo_dvc_repo):

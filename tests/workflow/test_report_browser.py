@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.timing import HANG_GUARD_S
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FIGURES = ["per_class_iou", "train_cam_loss", "train_affinity_loss", "seed_threshold_curve", "overlays"]
@@ -36,7 +38,7 @@ def browser() -> str:
 def chromium(*args: str, width: int = 1400, height: int = 4000) -> subprocess.CompletedProcess:
     cmd = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
     cmd += [f"--window-size={width},{height}", "--virtual-time-budget=5000", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, check=True)
 
 
 class Dom(HTMLParser):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ppcseg.workflow.export_dvc import PLOTS, route_plots
+from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, DEMO, run, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -21,7 +22,7 @@ FIGURES = ["overlays", "per_class_iou", "seed_threshold_curve", "train_affinity_
 def test_snakemake_report_has_the_description_captions_and_figures(demo_run, tmp_path):
     repo, _ = demo_run
     out = tmp_path / "report.html"
-    snakemake(repo, *DEMO, "--report", str(out), timeout=300)
+    snakemake(repo, *DEMO, "--report", str(out), timeout=HANG_GUARD_S)
     page = out.read_text()
 
     # workflow/report/workflow.rst, rendered with this run's config.
