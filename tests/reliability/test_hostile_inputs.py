@@ -23,6 +23,7 @@ from PIL import Image
 
 from ppcseg.data.voc import load_image, read_class_labels, read_ids, voc_dirs
 from tests.reliability.test_bad_inputs import PARAMS, TINY_CAM, assert_clear_failure, cli, copy_root, eval_seeds
+from tests.timing import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -349,13 +350,15 @@ def test_ctrl_c_gives_one_line_and_exit_130(corpus, tmp_path):
            str(out / "loss.csv")]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (
-        (out / "loss.csv").is_file() and len((out / "loss.csv").read_text().splitlines()) > 2
+    deadline = time.monotonic() + HANG_GUARD_S
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and not ((out / "loss.csv").is_file() and len((out / "loss.csv").read_text().splitlines()) > 2)
     ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "ppcseg train-cam: interrupted, resume with the same command"
@@ -378,7 +381,7 @@ def test_unwritable_home_does_not_stop_export_dvc(tmp_path):
     env.pop("XDG_CACHE_HOME", None)
     proc = subprocess.run(
         [sys.executable, "-m", "ppcseg", "export-dvc", "--params", PARAMS, "--out", str(tmp_path / "dvc.yaml")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "dvc.yaml").is_file()
@@ -391,7 +394,7 @@ def test_overlay_path_with_a_space_stays_one_argument(tmp_path):
     shutil.copy(REPO / "config" / "demo.yaml", overlay)
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("snakemake")), "-n", "-p", "--cores", "1", "--configfile", str(overlay)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"},
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S, env=os.environ | {"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if line.startswith("Shell command: ppcseg")]

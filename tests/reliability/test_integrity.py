@@ -33,6 +33,7 @@ from tests.refine.helpers import (
     make_voc,
     oracle_cams,
 )
+from tests.timing import HANG_GUARD_S
 
 torch.set_num_threads(1)
 
@@ -278,12 +279,12 @@ def test_a_change_is_not_forgotten_after_snakemake_is_stopped(demo_run, tmp_path
     log = repo / "logs/train_cam.log"
     log.unlink()
     proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), start_new_session=True, text=True)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + HANG_GUARD_S
     while not (log.is_file() and "train-cam:" in log.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, "train_cam did not start"
         time.sleep(1)
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a terminal or a batch system stops it
-    proc.wait(timeout=600)
+    proc.wait(timeout=HANG_GUARD_S)
     assert not (repo / "work/cam/checkpoint.pt").exists()  # Snakemake removed the stopped job's output
     assert "train_cam" in _planned(repo, "lr.yaml")
