@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class _UniqueKeyLoader(_BaseLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                # Every parameter is named: `1:`, `true:`, `[a]:` are typos (and a list key would not even hash).
+                what = f"key {key_node.value!r}" if isinstance(key_node, yaml.ScalarNode) else f"key (a {key_node.id})"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{what} is not a parameter name", key_node.start_mark
+                )
             if key in lines:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (lines {lines[key]} and {line})", key_node.start_mark
@@ -64,9 +71,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.constructor.ConstructorError as err:
         if err.problem and err.problem.startswith("duplicate key"):
             raise ParamsError(f"{path}: {err.problem}") from err
-        raise ParamsError(f"{path}: not valid YAML ({err})") from err
+        if err.problem and err.problem.startswith("key ") and err.problem_mark:
+            raise ParamsError(f"{path}:{err.problem_mark.line + 1}: {err.problem}") from err
+        raise ParamsError(_yaml_error(path, err)) from err
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err})") from err
+        raise ParamsError(_yaml_error(path, err)) from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -74,12 +83,28 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+    """One line, file:line:column first (PyYAML's own text spans lines and names "<unicode string>")."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    what = getattr(err, "problem", None) or getattr(err, "context", None) or type(err).__name__
+    return f"{where}: not valid YAML ({what})"
+
+
 def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _name(key: object) -> str:
+    """A key as a message shows it: a plain name as is, anything else quoted (a line break stays on one line)."""
+    return str(key) if _NAME.fullmatch(str(key)) else repr(key)
+
+
 def _key_path(error: Any) -> str:
-    return ".".join(str(p) for p in error.absolute_path)
+    return ".".join(_name(p) for p in error.absolute_path)
 
 
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
@@ -93,7 +118,7 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
         where = _key_path(err)
         if err.validator == "additionalProperties":
             unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            keys = ", ".join(f"{where + '.' if where else ''}{k}" for k in unknown)
+            keys = ", ".join(f"{where + '.' if where else ''}{_name(k)}" for k in unknown)
             raise ParamsError(f"{source}: unknown key {keys}")
         raise ParamsError(f"{source}: {where or '<top>'}: {err.message}")
     bad = _first_non_finite(params, "")
@@ -109,7 +134,7 @@ def _first_non_finite(value: Any, where: str) -> tuple[str, float] | None:
         return where, value
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        found = _first_non_finite(item, f"{where}.{key}" if where else str(key))
+        found = _first_non_finite(item, f"{where}.{_name(key)}" if where else _name(key))
         if found is not None:
             return found
     return None

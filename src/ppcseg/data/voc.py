@@ -109,7 +109,9 @@ def read_ids(root: str | Path, split: str) -> list[str]:
     text = read_text_file(path, "image list")
     ids: list[str] = []
     first_line: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n, \r\n or \r only, as editors count them: str.splitlines() would also split at \f, \x1c or
+    # \u2028, reading ids the user never wrote and naming the wrong line.
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         image_id = line.strip(" \t\r")
         if not image_id:
             continue
