@@ -37,7 +37,9 @@ from ppcseg.utils.io import stat_fingerprint, write_text
 from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "cam.backbone", "cam.fix_sgd_momentum", "affinity")
+PARAMS_KEYS: tuple[str, ...] = (
+    "seed", "cam.backbone", "cam.fix_sgd_momentum", "cam.num_workers", "cam.checkpoint_every", "affinity",
+)  # fmt: skip
 SPLIT = "train_aug"
 STRIDE = 8
 POLY_POWER = 0.9

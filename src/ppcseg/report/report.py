@@ -27,8 +27,11 @@ from ppcseg.data.cams import channel_labels
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.io import atomic_dir, write_text
 
-# the route (and paper numbers) it shows, the demo note, the seed overlays and the threshold curve's marks
-PARAMS_KEYS: tuple[str, ...] = ("report", "cam.method", "cam.ppc", "data.source", "seeds.split", "seeds.bg_threshold")
+# The page lists every param (and shows the route, the demo note, seed overlays and threshold marks from them).
+PARAMS_KEYS: tuple[str, ...] = (
+    "seed", "data", "pretrain", "cam", "infer_cam", "seeds", "affinity", "random_walk", "crf_masks", "masks",
+    "segmentation", "report",
+)  # fmt: skip
 
 # Published numbers (mIoU %, PASCAL VOC 2012), from the PPC abstract and README.
 PAPER = {
