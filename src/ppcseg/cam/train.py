@@ -317,8 +317,6 @@ def train(
     if cam["pretrained"] and weights is None:
         raise InputError("cam.pretrained is true: pass the ImageNet backbone weights with --weights")
     ids = read_ids(root, SPLIT)
-    if cam["batch_size"] > len(ids):
-        raise InputError(f"cam.batch_size: {cam['batch_size']} is larger than {SPLIT} ({len(ids)} images)")
     dataset = CamTrainSet(root, ids, cam, seed, saliency_dir if cam["method"] == "eps" else None)
     max_steps = total_steps(cam, len(ids))
     mine = local_slice(cam["batch_size"], info)
