@@ -72,17 +72,18 @@ def test_prepare_from_file_urls(tmp_path: Path, voc_tar: Path, sbd_tgz: Path) ->
     assert voc == _sha(voc_tar)
     download(sbd_tgz.as_uri(), tmp_path / "downloads" / "sbd.tgz", sha256=_sha(sbd_tgz))
     out = tmp_path / "data" / "VOCdevkit" / "VOC2012"
-    params = {"data": {}}
+    params = {"data": {"expect_full": False}}
     args = argparse.Namespace(
         voc_archive=tmp_path / "downloads" / "voc.tar",
         sbd_archive=tmp_path / "downloads" / "sbd.tgz",
         out=out,
-        expect_full=False,
         threads=None,
     )
     prepare.run(args, params)
     _check_prepared(out)
-    assert not [p for p in out.parent.iterdir() if p.name != "VOC2012"]
+    # Only the dataset and its manifest (the workflow's record of the dataset's files), no leftovers.
+    manifest = ["VOC2012.manifest.tsv", ".VOC2012.manifest.tsv.stat.json"]
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["VOC2012", *manifest])
 
 
 def test_prepare_from_local_http_with_workers(tmp_path: Path, http_server, voc_tar: Path, sbd_tgz: Path) -> None:

@@ -40,17 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voc-archive", required=True, type=Path, help="VOCtrainval_11-May-2012.tar")
     parser.add_argument("--sbd-archive", required=True, type=Path, help="SBD benchmark.tgz")
     parser.add_argument("--out", required=True, type=Path, help="VOC2012 folder to create (data.root)")
-    parser.add_argument(
-        "--expect-full",
-        action="store_true",
-        help="also check the paper's counts (17 125 JPEGs, 1 464 / 1 449 / 10 582 ids, 12 031 masks), whatever "
-        "data.expect_full says",
-    )
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    # data.expect_full: false only for a cut-down VOC (the route rehearsal's fixture archives)
-    expect_full = args.expect_full or bool(params["data"]["expect_full"])
+    # data.expect_full checks the paper's counts (17 125 JPEGs, 1 464 / 1 449 / 10 582 ids, 12 031 masks); false
+    # only for a cut-down VOC (the route rehearsal's fixture archives)
+    expect_full = bool(params["data"]["expect_full"])
     prepare_voc(args.voc_archive, args.sbd_archive, args.out, expect_full=expect_full, workers=args.threads or 1)
     write_manifest(args.out)  # what the workflow's rules take as the dataset's identity
 
@@ -194,7 +189,7 @@ def _assemble(
         }
         for name, expected in FULL_COUNTS.items():
             if counts[name] != expected:
-                problems.setdefault("wrong count (--expect-full)", []).append(
+                problems.setdefault("wrong count (data.expect_full)", []).append(
                     f"{name}: {counts[name]}, expected {expected}"
                 )
     if problems:
