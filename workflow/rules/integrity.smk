@@ -39,24 +39,38 @@ def check_integrity():
     if not workflow.is_main_process:
         return
     if refresh_manifest(ROOT):
-        logger.info(f"{MANIFEST}: the dataset changed; the stages that read it will re-run")
-    rules = [r for r in workflow.rules if r.output and not r.name.startswith("download_")]
+        logger.info(
+            f"{MANIFEST}: the dataset changed; the stages that read it will re-run"
+        )
+    rules = [
+        r for r in workflow.rules if r.output and not r.name.startswith("download_")
+    ]
     ensure_flags(r.name for r in rules)
     producers = {str(f): r.name for r in rules for f in r.output if "{" not in str(f)}
     for r in rules:
         if not any(_existing(str(f)) for f in r.output):
             continue  # nothing built yet: Snakemake runs it when something needs it
-        missing = [str(f) for f in r.input if str(f) in producers and not os.path.exists(str(f))]
+        missing = [
+            str(f)
+            for f in r.input
+            if str(f) in producers and not os.path.exists(str(f))
+        ]
         if missing:
-            logger.info(f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it")
+            logger.info(
+                f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it"
+            )
             request_rebuild(r.name, f"missing input {missing[0]}")
     for folder, rule_name in PER_IMAGE_OUTPUTS.items():
         if rule_name not in producers.values() or not os.path.isdir(folder):
             continue
         try:
             lost = missing_outputs(folder, stage_outputs(rule_name, ROOT, config))
-        except InputError:  # no dataset or a broken image list: the stages report it themselves
+        except (
+            InputError
+        ):  # no dataset or a broken image list: the stages report it themselves
             continue
         if lost:
-            logger.info(f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}")
+            logger.info(
+                f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}"
+            )
             request_rebuild(rule_name, f"{len(lost)} file(s) missing in {folder}")

@@ -2,7 +2,9 @@
 # `<stage>.released` is set is not trained: its official file is downloaded (checksum verified) and converted into the
 # checkpoint its training would have written, and everything downstream runs as usual.
 
-RELEASED = {stage: config[stage]["released"] for stage in ("cam", "affinity", "segmentation")}
+RELEASED = {
+    stage: config[stage]["released"] for stage in ("cam", "affinity", "segmentation")
+}
 RELEASED_CHECKPOINTS = {
     "cam": "work/cam/checkpoint.pt",
     "affinity": "work/affinity/checkpoint.pt",
