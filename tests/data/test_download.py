@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import os
 import re
 from pathlib import Path
@@ -21,31 +20,6 @@ PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.messages)
-
-
-@pytest.fixture
-def logs():
-    """The ppcseg logger's messages at INFO and up; works with pytest's logging plugin off (-p no:logging)."""
-    logger, handler = logging.getLogger("ppcseg"), _Records()
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @pytest.fixture

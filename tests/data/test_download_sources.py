@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.server
-import logging
 import os
 import re
 import threading
@@ -157,30 +156,6 @@ def hosts(monkeypatch: pytest.MonkeyPatch):
     yield state
     httpd.shutdown()
     httpd.server_close()
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.messages)
-
-
-@pytest.fixture
-def logs():
-    logger, handler = logging.getLogger("ppcseg"), _Records()
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 # Share links: each form becomes the right requests.
