@@ -80,10 +80,10 @@ def assert_clear_failure(status: int, stderr: str, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-def eval_seeds(root: Path, cams: Path, out: Path) -> tuple[int, str]:
+def eval_seeds(root: Path, cams: Path, out: Path, overlay: Path | None = None) -> tuple[int, str]:
     return cli(
         "eval-seeds",
-        None,
+        overlay,
         "--data",
         root,
         "--cams",
@@ -209,18 +209,7 @@ def test_bad_params(corpus, tmp_path, text, key):
     base, root, _ = corpus
     overlay = tmp_path / "bad.yaml"
     overlay.write_text(text)
-    status, err = cli(
-        "eval-seeds",
-        overlay,
-        "--data",
-        root,
-        "--cams",
-        base / "cams",
-        "--out-metrics",
-        tmp_path / "s.json",
-        "--out-curve",
-        tmp_path / "c.csv",
-    )
+    status, err = eval_seeds(root, base / "cams", tmp_path, overlay)
     assert_clear_failure(status, err, key)
     assert not (tmp_path / "s.json").exists()
 

@@ -146,20 +146,9 @@ def test_params_not_finite_or_repeated(corpus, tmp_path, text, needles):
     base, root, _ = corpus
     overlay = tmp_path / "bad.yaml"
     overlay.write_text(text)
-    status, err = cli(
-        "eval-seeds",
-        overlay,
-        "--data",
-        root,
-        "--cams",
-        base / "cams",
-        "--out-metrics",
-        tmp_path / "s.json",
-        "--out-curve",
-        tmp_path / "c.csv",
-    )
+    status, err = eval_seeds(root, base / "cams", tmp_path, overlay)
     assert_clear_failure(status, err, *needles)
-    assert not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "seed.json").exists()
 
 
 def test_params_file_not_utf8(corpus, tmp_path):
