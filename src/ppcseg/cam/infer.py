@@ -32,6 +32,7 @@ from ppcseg.utils.per_image import (
     stage_outputs,
 )
 from ppcseg.utils.progress import progress
+from ppcseg.utils.shards import add_shard_argument, parse_shard
 
 PARAMS_KEYS: tuple[str, ...] = ("infer_cam", "cam.method")
 log = logging.getLogger("ppcseg")
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
     parser.add_argument("--checkpoint", required=True, help="CAM network checkpoint written by train-cam")
     parser.add_argument("--out", required=True, help="output folder of <id>.npz CAM files")
+    add_shard_argument(parser)
 
 
 def scaled_inputs(image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
@@ -151,7 +153,8 @@ def _method_of(net: torch.nn.Module, params: dict[str, Any], checkpoint: str | P
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["infer_cam"]
     root, checkpoint = Path(args.data), Path(args.checkpoint)
-    ids = stage_ids("infer_cam", root, params)
+    shard = parse_shard(args.shard)
+    ids = stage_ids("infer_cam", root, params, shard)
     labels = check_labels(root, ids)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = _load_net(checkpoint).to(device).eval()
@@ -160,6 +163,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         params,
         PARAMS_KEYS,
         {"data": image_inputs(root, ids), "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name])},
+        shard,
     )
     work = open_partial(args.out, identity)
     todo = pending(ids, work, suffix=".npz")
@@ -181,4 +185,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     elapsed = time.monotonic() - start
     if todo:
         log.info("infer-cam: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / max(elapsed, 1e-9))
-    finish_partial(args.out, stage_outputs("infer_cam", root, params), identity)
+    finish_partial(args.out, stage_outputs("infer_cam", root, params, shard), identity, shard, "infer_cam")

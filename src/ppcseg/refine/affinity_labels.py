@@ -33,6 +33,7 @@ from ppcseg.utils.per_image import (
     stage_ids,
     stage_outputs,
 )
+from ppcseg.utils.shards import add_shard_argument, parse_shard
 
 PARAMS_KEYS: tuple[str, ...] = (
     "affinity.low_alpha",
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
     parser.add_argument("--out", required=True, help="output folder; gets la/<id>.png and ha/<id>.png")
+    add_shard_argument(parser)
 
 
 def background_argmax(classes: np.ndarray, cams: np.ndarray, alpha: float) -> np.ndarray:
@@ -90,12 +92,14 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["affinity"]
     root = Path(args.data)
     cams_dir = Path(args.cams)
-    ids = stage_ids("affinity_labels", root, params)
+    shard = parse_shard(args.shard)
+    ids = stage_ids("affinity_labels", root, params, shard)
     labels = check_labels(root, ids)
     identity = fingerprint(
         params,
         PARAMS_KEYS,
         {"data": image_inputs(root, ids), "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids])},
+        shard,
     )
     work = open_partial(args.out, identity)
     todo = pending(ids, work, ("la", "ha"))
@@ -107,4 +111,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         cfg["high_alpha"],
     )
     per_image_pool(_work, todo, args.threads, "affinity-labels", _init, (root, cams_dir, work, labels, cfg))
-    finish_partial(args.out, stage_outputs("affinity_labels", root, params), identity)
+    finish_partial(args.out, stage_outputs("affinity_labels", root, params, shard), identity, shard, "affinity_labels")

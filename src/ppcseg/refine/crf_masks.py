@@ -28,6 +28,7 @@ from ppcseg.utils.per_image import (
     stage_ids,
     stage_outputs,
 )
+from ppcseg.utils.shards import add_shard_argument, parse_shard
 
 PARAMS_KEYS: tuple[str, ...] = ("crf_masks",)
 # pydensecrf's unary_from_softmax, used by the official code, clips probabilities to [1e-5, 1] before -log.
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
     parser.add_argument("--out", required=True, help="output folder of <id>.png pseudo-masks")
+    add_shard_argument(parser)
 
 
 def crf_mask(image: np.ndarray, classes: np.ndarray, cams: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
@@ -78,12 +80,14 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["crf_masks"]
     root = Path(args.data)
     cams_dir = Path(args.cams)
-    ids = stage_ids("crf_masks", root, params)
+    shard = parse_shard(args.shard)
+    ids = stage_ids("crf_masks", root, params, shard)
     labels = check_labels(root, ids)
     identity = fingerprint(
         params,
         PARAMS_KEYS,
         {"data": image_inputs(root, ids), "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids])},
+        shard,
     )
     work = open_partial(args.out, identity)
     todo = pending(ids, work)
@@ -91,4 +95,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "crf-masks: %d images, %d already done, alpha %s, t %s", len(ids), len(ids) - len(todo), cfg["alpha"], cfg["t"]
     )
     per_image_pool(_work, todo, args.threads, "crf-masks", _init, (root, cams_dir, work, labels, cfg))
-    finish_partial(args.out, stage_outputs("crf_masks", root, params), identity)
+    finish_partial(args.out, stage_outputs("crf_masks", root, params, shard), identity, shard, "crf_masks")

@@ -34,6 +34,7 @@ from ppcseg.utils.per_image import (
     stage_outputs,
 )
 from ppcseg.utils.progress import progress
+from ppcseg.utils.shards import add_shard_argument, parse_shard
 
 PARAMS_KEYS: tuple[str, ...] = ("random_walk", "affinity.fix_pair_region", "cam.backbone")
 STRIDE = 8
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
     parser.add_argument("--checkpoint", required=True, help="AffinityNet checkpoint written by train-affinity")
     parser.add_argument("--out", required=True, help="output folder of <id>.png pseudo-masks")
+    add_shard_argument(parser)
 
 
 def walk(affinity: torch.Tensor, scores: torch.Tensor, logt: int) -> torch.Tensor:
@@ -98,7 +100,8 @@ def random_walk_mask(
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg = params["random_walk"]
     root, cams_dir, checkpoint = Path(args.data), Path(args.cams), Path(args.checkpoint)
-    ids = stage_ids("random_walk", root, params)
+    shard = parse_shard(args.shard)
+    ids = stage_ids("random_walk", root, params, shard)
     labels = check_labels(root, ids)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = load_affinity_net(args.checkpoint).to(device)
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids]),
             "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name]),
         },
+        shard,
     )
     work = open_partial(args.out, identity)
     todo = pending(ids, work)
@@ -153,4 +157,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     if todo:
         elapsed = time.monotonic() - start
         log.info("random-walk: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / elapsed)
-    finish_partial(args.out, stage_outputs("random_walk", root, params), identity)
+    finish_partial(args.out, stage_outputs("random_walk", root, params, shard), identity, shard, "random_walk")

@@ -22,6 +22,7 @@ from ppcseg.data.voc import read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import is_temporary, stat_fingerprint, write_text
 from ppcseg.utils.progress import progress
+from ppcseg.utils.shards import Shard, write_manifest
 
 FINGERPRINT = ".ppcseg-partial.json"
 log = logging.getLogger("ppcseg")
@@ -35,20 +36,23 @@ def split_ids(root: str | Path, splits: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(i for split in splits for i in read_ids(root, split)))
 
 
-def stage_ids(stage: str, root: str | Path, params: dict[str, Any]) -> list[str]:
-    """The images a per-image stage processes (one definition for the stage and the workflow's completeness check)."""
+def stage_ids(stage: str, root: str | Path, params: dict[str, Any], shard: Shard | None = None) -> list[str]:
+    """The images a per-image stage (or one shard of it) processes (one definition for the stage and the workflow's
+    completeness check)."""
     if stage == "infer_cam":
-        return split_ids(root, params["infer_cam"]["splits"])
-    if stage == "random_walk":
-        return read_ids(root, params["random_walk"]["split"])
-    if stage in ("affinity_labels", "crf_masks"):
-        return read_ids(root, "train_aug")
-    raise ValueError(f"not a per-image stage of the pipeline: {stage}")
+        ids = split_ids(root, params["infer_cam"]["splits"])
+    elif stage == "random_walk":
+        ids = read_ids(root, params["random_walk"]["split"])
+    elif stage in ("affinity_labels", "crf_masks"):
+        ids = read_ids(root, "train_aug")
+    else:
+        raise ValueError(f"not a per-image stage of the pipeline: {stage}")
+    return ids if shard is None else shard.select(ids)
 
 
-def stage_outputs(stage: str, root: str | Path, params: dict[str, Any]) -> list[str]:
-    """The files (relative to the output folder) a finished per-image stage holds."""
-    ids = stage_ids(stage, root, params)
+def stage_outputs(stage: str, root: str | Path, params: dict[str, Any], shard: Shard | None = None) -> list[str]:
+    """The files (relative to the output folder) a finished per-image stage (or one shard of it) holds."""
+    ids = stage_ids(stage, root, params, shard)
     if stage == "infer_cam":
         return [f"{i}.npz" for i in ids]
     if stage == "affinity_labels":
@@ -98,13 +102,22 @@ def settings_of(params: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def fingerprint(params: dict[str, Any], keys: Iterable[str], inputs: dict[str, tuple[Path, list[Path]]]) -> str:
-    """Identity of a per-image run: the settings it reads and, per input, the names, sizes and mtimes of its files.
+def fingerprint(
+    params: dict[str, Any],
+    keys: Iterable[str],
+    inputs: dict[str, tuple[Path, list[Path]]],
+    shard: Shard | None = None,
+) -> str:
+    """Identity of a per-image run: the settings it reads, its shard and, per input, the names, sizes and mtimes of
+    its files.
 
     `inputs` maps a name to (root, files); names are taken relative to the root, so a moved project still resumes.
     """
     files = {name: stat_fingerprint(paths, root) for name, (root, paths) in inputs.items()}
-    return json.dumps({"settings": settings_of(params, keys), "inputs": files}, sort_keys=True)
+    identity: dict[str, Any] = {"settings": settings_of(params, keys), "inputs": files}
+    if shard is not None:
+        identity["shard"] = str(shard)
+    return json.dumps(identity, sort_keys=True)
 
 
 def image_inputs(root: Path, ids: Iterable[str]) -> tuple[Path, list[Path]]:
@@ -147,11 +160,14 @@ def open_partial(out: str | Path, identity: str) -> Path:
     return partial
 
 
-def finish_partial(out: str | Path, expected: Sequence[str], identity: str) -> None:
+def finish_partial(
+    out: str | Path, expected: Sequence[str], identity: str, shard: Shard | None = None, stage: str = ""
+) -> None:
     """Rename `<out>.partial` to `<out>` once it holds every expected file and nothing else of ours.
 
     Fails (the partial folder stays, to be resumed) when a file is missing or the fingerprint is gone or different:
-    the folder was changed (deleted, emptied, written by another run) while the stage ran.
+    the folder was changed (deleted, emptied, written by another run) while the stage ran. A shard's folder
+    also gets the manifest, naming `stage`, that `merge-shards` checks (utils/shards.py).
     """
     out, partial = Path(out), partial_path(out)
     stamp = partial / FINGERPRINT
@@ -164,6 +180,8 @@ def finish_partial(out: str | Path, expected: Sequence[str], identity: str) -> N
             "(the folder changed while the stage ran); run the stage again"
         )
     remove_temporaries(partial)
+    if shard is not None:
+        write_manifest(partial, stage, shard, list(expected))
     if out.exists():
         shutil.rmtree(out)
     stamp.unlink()
