@@ -26,6 +26,29 @@ if _validated != config:
         "put the values in a YAML overlay and pass it with --configfile"
     )
 
+# The independent runs: each seed in `runs` is a branch of the DAG from train_cam onward (outputs under
+# work/runs/<seed>/, results/runs/<seed>/, logs/runs/<seed>/); data, downloads and pretraining are shared.
+RUNS = [str(run) for run in config["runs"]]
+
+
+wildcard_constraints:
+    run=r"\d+",
+
+
+def per_run(pattern):
+    """A `{run}` pattern for every run, in the order of `runs`."""
+    return expand(pattern, run=RUNS)
+
+
+def run_args(patterns):
+    """`--run <seed> <its files>` for every run, in the order of `runs` (collect-results)."""
+    return " ".join(
+        f"--run {run} "
+        + " ".join(shlex.quote(p.replace("{run}", run)) for p in patterns)
+        for run in RUNS
+    )
+
+
 # quoted: an overlay path with a space must stay one argument
 PARAMS_ARGS = " ".join(f"--params {shlex.quote(f)}" for f in PARAMS_FILES)
 

@@ -18,12 +18,12 @@ from ppcseg.workflow.integrity import (
 )
 
 MANIFEST = str(manifest_path(ROOT))
-# Per-image stages: output folder -> rule (the stage's name as in utils/per_image.py stage_outputs).
+# Per-image stages: output folder (per run) -> rule (the stage's name as in utils/per_image.py stage_outputs).
 PER_IMAGE_OUTPUTS = {
-    "work/cam/cams": "infer_cam",
-    "work/affinity/labels": "affinity_labels",
-    "work/masks/random_walk": "random_walk",
-    "work/masks/crf": "crf_masks",
+    "work/runs/{run}/cam/cams": "infer_cam",
+    "work/runs/{run}/affinity/labels": "affinity_labels",
+    "work/runs/{run}/masks/random_walk": "random_walk",
+    "work/runs/{run}/masks/crf": "crf_masks",
 }
 
 
@@ -34,8 +34,25 @@ def _existing(pattern):
     return glob.glob(re.sub(r"\{[^}]*\}", "*", pattern))
 
 
+# `{run}` in a pattern; outputs carry the wildcard's constraint (`{run,\d+}`), inputs do not.
+RUN_WILDCARD = re.compile(r"\{run(,[^}]*)?\}")
+
+
+def _jobs(rule):
+    """(its rebuild flag, the files of a pattern with `{run}` filled in) for each run of a per-run rule, else once."""
+    if not any(RUN_WILDCARD.search(str(f)) for f in rule.output):
+        return [(rebuild_flag(rule.name), str)]
+    return [
+        (
+            rebuild_flag(rule.name, run),
+            lambda f, run=run: RUN_WILDCARD.sub(run, str(f)),
+        )
+        for run in RUNS
+    ]
+
+
 def check_integrity():
-    """Refresh the manifest and bump the rebuild flag of every rule whose outputs stand on missing inputs."""
+    """Refresh the manifest and bump the rebuild flag of every job whose outputs stand on missing inputs."""
     if not workflow.is_main_process:
         return
     if refresh_manifest(ROOT):
@@ -45,32 +62,41 @@ def check_integrity():
     rules = [
         r for r in workflow.rules if r.output and not r.name.startswith("download_")
     ]
-    ensure_flags(r.name for r in rules)
-    producers = {str(f): r.name for r in rules for f in r.output if "{" not in str(f)}
+    ensure_flags(flag for r in rules for flag, _ in _jobs(r))
+    producers = {
+        fill(f): r.name for r in rules for _, fill in _jobs(r) for f in r.output
+    }
+    producers = {f: name for f, name in producers.items() if "{" not in f}
     for r in rules:
-        if not any(_existing(str(f)) for f in r.output):
-            continue  # nothing built yet: Snakemake runs it when something needs it
-        missing = [
-            str(f)
-            for f in r.input
-            if str(f) in producers and not os.path.exists(str(f))
-        ]
-        if missing:
-            logger.info(
-                f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it"
-            )
-            request_rebuild(r.name, f"missing input {missing[0]}")
-    for folder, rule_name in PER_IMAGE_OUTPUTS.items():
-        if rule_name not in producers.values() or not os.path.isdir(folder):
-            continue
-        try:
-            lost = missing_outputs(folder, stage_outputs(rule_name, ROOT, config))
-        except (
-            InputError
-        ):  # no dataset or a broken image list: the stages report it themselves
-            continue
-        if lost:
-            logger.info(
-                f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}"
-            )
-            request_rebuild(rule_name, f"{len(lost)} file(s) missing in {folder}")
+        for flag, fill in _jobs(r):
+            if not any(_existing(fill(f)) for f in r.output):
+                continue  # nothing built yet: Snakemake runs it when something needs it
+            missing = [
+                fill(f)
+                for f in r.input
+                if fill(f) in producers and not os.path.exists(fill(f))
+            ]
+            if missing:
+                logger.info(
+                    f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it"
+                )
+                request_rebuild(flag, f"missing input {missing[0]}")
+    for pattern, rule_name in PER_IMAGE_OUTPUTS.items():
+        for run in RUNS:
+            folder = pattern.replace("{run}", run)
+            if rule_name not in producers.values() or not os.path.isdir(folder):
+                continue
+            try:
+                lost = missing_outputs(folder, stage_outputs(rule_name, ROOT, config))
+            except (
+                InputError
+            ):  # no dataset or a broken image list: the stages report it themselves
+                continue
+            if lost:
+                logger.info(
+                    f"{folder}: {len(lost)} file(s) missing, e.g. {lost[0]}: re-running {rule_name}"
+                )
+                request_rebuild(
+                    rebuild_flag(rule_name, run),
+                    f"{len(lost)} file(s) missing in {folder}",
+                )

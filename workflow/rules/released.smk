@@ -6,9 +6,9 @@ RELEASED = {
     stage: config[stage]["released"] for stage in ("cam", "affinity", "segmentation")
 }
 RELEASED_CHECKPOINTS = {
-    "cam": "work/cam/checkpoint.pt",
-    "affinity": "work/affinity/checkpoint.pt",
-    "segmentation": "work/seg/checkpoint.pth",
+    "cam": "work/runs/{run}/cam/checkpoint.pt",
+    "affinity": "work/runs/{run}/affinity/checkpoint.pt",
+    "segmentation": "work/runs/{run}/seg/checkpoint.pth",
 }
 
 
@@ -43,7 +43,7 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
         output:
             RELEASED_CHECKPOINTS[_stage],
         log:
-            f"logs/convert_released_{_stage}.log",
+            f"logs/runs/{{run}}/convert_released_{_stage}.log",
         conda:
             "../../envs/ppcseg.yaml"
         threads: 1

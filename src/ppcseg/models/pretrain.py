@@ -23,7 +23,7 @@ from ppcseg.models.backbones import build_backbone
 from ppcseg.utils.io import atomic_path
 from ppcseg.utils.progress import log, progress
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size")
+PARAMS_KEYS: tuple[str, ...] = ("pretrain", "cam.backbone", "cam.resize_long", "cam.crop_size")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +58,6 @@ def pretrain_backbone(root: str | Path, cam: dict[str, Any], settings: dict[str,
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    state = pretrain_backbone(args.data, params["cam"], params["pretrain"], params["seed"])
+    state = pretrain_backbone(args.data, params["cam"], params["pretrain"], params["pretrain"]["seed"])
     with atomic_path(args.out) as tmp:
         torch.save(state, tmp)

@@ -26,9 +26,9 @@ from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import stat_fingerprint, write_json
-from ppcseg.utils.runtime import env_ranks
+from ppcseg.utils.runtime import add_seed_argument, env_ranks
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "segmentation")
+PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
 TRAIN_SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="final tensors-only checkpoint")
     parser.add_argument("--weights", default=None, help="local ImageNet weights of the backbone (never downloaded)")
     parser.add_argument("--launcher", choices=("none", "pytorch", "slurm"), default="none")
+    add_seed_argument(parser)
 
 
 def world_size(launcher: str) -> int:
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         raise InputError(f"{args.masks}: pseudo-mask folder not found")
     cfg = build_train_config(
         seg,
-        params["seed"],
+        args.seed,
         data=args.data,
         masks=args.masks,
         work_dir=args.work_dir,
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             f"segmentation.batch_size: {seg['batch_size']} is larger than {TRAIN_SPLIT} ({len(masks_files)} images)"
         )
     fingerprint = {
-        "seed": params["seed"],
+        "seed": args.seed,
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
         "data": str(Path(args.data).resolve()),
         "masks": str(Path(args.masks).resolve()),

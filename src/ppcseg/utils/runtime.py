@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import random
@@ -11,6 +12,17 @@ import numpy as np
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
+
+
+def add_seed_argument(parser: argparse.ArgumentParser) -> None:
+    """`--seed`: the run's seed (one entry of params `runs`), which the rules fill from the `run` wildcard."""
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of this run (params `runs`; default 0)")
 
 
 def env_ranks() -> tuple[int, int, int]:

@@ -22,20 +22,22 @@ from ppcseg.utils.io import write_text
 REBUILD_DIR = Path(".snakemake") / "ppcseg-rebuild"
 
 
-def rebuild_flag(rule: str) -> str:
-    """The flag file a rule takes as an input; `request_rebuild` bumps it."""
-    return str(REBUILD_DIR / rule)
+def rebuild_flag(rule: str, run: str | None = None) -> str:
+    """The flag file a rule takes as an input; `request_rebuild` bumps it. A rule that branches per run has one flag
+    per run (`run` is "{run}" in the rule, a seed here), so that rebuilding one run leaves the others alone."""
+    return str(REBUILD_DIR / rule if run is None else REBUILD_DIR / "runs" / run / rule)
 
 
-def ensure_flags(rules: Iterable[str]) -> None:
+def ensure_flags(flags: Iterable[str]) -> None:
     """Create missing flags, dated at the epoch so that a new flag never makes a job look out of date."""
-    for rule in rules:
-        flag = Path(rebuild_flag(rule))
+    for name in flags:
+        flag = Path(name)
         if not flag.is_file():
             write_text(flag, "")
             os.utime(flag, ns=(0, 0))
 
 
-def request_rebuild(rule: str, reason: str) -> None:
-    """Make Snakemake re-run `rule`: a newer flag with new content (Snakemake also compares small files' checksums)."""
-    write_text(rebuild_flag(rule), f"{time.time_ns()} {reason}\n")
+def request_rebuild(flag: str, reason: str) -> None:
+    """Make Snakemake re-run the job that takes `flag`: a newer flag with new content (Snakemake also compares small
+    files' checksums)."""
+    write_text(flag, f"{time.time_ns()} {reason}\n")
