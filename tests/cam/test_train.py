@@ -182,7 +182,7 @@ def test_sigkill_and_restart_is_bit_identical(voc: Path, tmp_path: Path) -> None
         str(voc),
         "--out",
         str(out / "cam.pt"),
-        "--loss-csv",
+        "--out-loss",
         str(out / "loss.csv"),
         "--state-dir",
         str(out / "state"),

@@ -176,7 +176,7 @@ def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path, caplog, 
         data=str(voc),
         labels=str(voc.parent / "labels"),
         out=str(tmp_path / "aff.pt"),
-        loss_csv=str(tmp_path / "loss.csv"),
+        out_loss=str(tmp_path / "loss.csv"),
         state_dir=str(state),
         weights=None,
     )
@@ -211,7 +211,7 @@ def test_train_affinity_needs_labels(voc, tmp_path):
         data=str(voc),
         labels=str(tmp_path / "none"),
         out=str(tmp_path / "a.pt"),
-        loss_csv=str(tmp_path / "l.csv"),
+        out_loss=str(tmp_path / "l.csv"),
         state_dir=str(tmp_path / "s"),
         weights=None,
     )
@@ -227,7 +227,7 @@ def test_train_affinity_fix_pair_region_trains_on_every_in_image_pair(voc, tmp_p
         data=str(voc),
         labels=str(voc.parent / "labels"),
         out=str(tmp_path / "a.pt"),
-        loss_csv=str(tmp_path / "l.csv"),
+        out_loss=str(tmp_path / "l.csv"),
         state_dir=str(tmp_path / "s"),
         weights=None,
     )

@@ -246,7 +246,7 @@ def test_full_disk_during_checkpoint_write(corpus, tmp_path):
             tmp_path / "state",
             "--out",
             small / "cam.pt",
-            "--loss-csv",
+            "--out-loss",
             tmp_path / "loss.csv",
         )
         assert_clear_failure(status, err, "cam.pt")

@@ -169,7 +169,7 @@ def test_global_batch_larger_than_the_dataset(corpus, tmp_path):
     out = tmp_path / "out"
     status, err = cli(
         "train-cam", overlay, "--data", root, "--state-dir", out / "state", "--out", out / "cam.pt",
-        "--loss-csv", out / "loss.csv",
+        "--out-loss", out / "loss.csv",
     )  # fmt: skip
     assert_clear_failure(status, err, "cam.batch_size", "100000", "train_aug")
     assert not out.exists()
@@ -202,7 +202,7 @@ def test_loss_that_is_not_finite_stops_training(corpus, tmp_path):
     out = tmp_path / "out"
     status, err = cli(
         "train-cam", overlay, "--data", root, "--state-dir", out / "state", "--out", out / "cam.pt",
-        "--loss-csv", out / "loss.csv",
+        "--out-loss", out / "loss.csv",
     )  # fmt: skip
     assert_clear_failure(status, err, "loss term '", "at step ", "without writing a checkpoint")
     assert "'total'" not in err  # the term that went first, not the sum
@@ -335,7 +335,7 @@ def test_ctrl_c_gives_one_line_and_exit_130(corpus, tmp_path):
     overlay.write_text(yaml.safe_dump({"cam": TINY_CAM | {"max_steps": 100000, "checkpoint_every": 100000}}))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "ppcseg", "train-cam", "--params", PARAMS, "--params", str(overlay), "--data",
-           str(root), "--state-dir", str(out / "state"), "--out", str(out / "cam.pt"), "--loss-csv",
+           str(root), "--state-dir", str(out / "state"), "--out", str(out / "cam.pt"), "--out-loss",
            str(out / "loss.csv")]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

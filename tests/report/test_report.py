@@ -60,7 +60,7 @@ def run_dir(tmp_path):
 def run_report(tmp_path, root, results, params, figures=True):
     namespace = args(
         data=str(root),
-        csv=str(results / "voc_miou.csv"),
+        table=str(results / "voc_miou.csv"),
         cams=str(tmp_path / "cams"),
         masks=str(tmp_path / "masks"),
         checkpoint=str(tmp_path / "none.pth"),
@@ -68,7 +68,7 @@ def run_report(tmp_path, root, results, params, figures=True):
         seed_curve=str(results / "seed_threshold_curve.csv"),
         affinity_loss=str(affinity) if (affinity := results / "train_affinity_loss.csv").is_file() else None,
         out=str(results / "report.html"),
-        figures=str(results / "figures") if figures else None,
+        out_figures=str(results / "figures") if figures else None,
     )
     report.run(namespace, params)
     return (results / "report.html").read_text()

@@ -199,17 +199,15 @@ def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
     assert f"{masks / missing}.png: listed in split 'train_aug' but missing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("launcher,env", [("pytorch", "WORLD_SIZE"), ("slurm", "SLURM_NTASKS")])
-def test_global_batch_is_split_over_processes(voc_root, params_files, tmp_path, monkeypatch, launcher, env):
+def test_global_batch_is_split_over_processes(voc_root, params_files, tmp_path):
     seg = {**load_params(params_files)["segmentation"], "batch_size": 10}
     paths = dict(data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
-    monkeypatch.setenv(env, "2")
-    cfg = build_train_config(seg, 0, launcher=launcher, **paths)
-    assert cfg.train_dataloader.batch_size == 5 and cfg.launcher == launcher
-    assert build_train_config(seg, 0, **paths).train_dataloader.batch_size == 10  # launcher none: one process
-    monkeypatch.setenv(env, "4")
+    cfg = build_train_config(seg, 0, processes=2, **paths)
+    assert cfg.train_dataloader.batch_size == 5 and cfg.launcher == "pytorch"  # mmengine wraps the model in DDP
+    one = build_train_config(seg, 0, **paths)
+    assert one.train_dataloader.batch_size == 10 and one.launcher == "none"
     with pytest.raises(InputError, match="segmentation.batch_size"):
-        build_train_config(seg, 0, launcher=launcher, **paths)
+        build_train_config(seg, 0, processes=4, **paths)
 
 
 def test_params_override_the_config(voc_root, params_files, tmp_path):
@@ -251,13 +249,13 @@ def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
 
 
 def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
-    """mmengine's `pytorch` launcher with 2 processes on CPU (gloo): half the global batch each, one checkpoint."""
+    """torchrun with 2 processes on CPU (gloo), no launcher flag: half the global batch each, one checkpoint."""
     import subprocess
     import sys
 
     cmd = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
-        *("-m", "ppcseg", "train-seg", *_params_args(params_files), "--threads", "1", "--launcher", "pytorch"),
+        *("-m", "ppcseg", "train-seg", *_params_args(params_files), "--threads", "1"),
         *("--data", str(voc_root), "--masks", str(voc_root / "pseudo")),
         *("--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "seg.pt"), "--log-file", str(tmp_path / "log")),
     ]

@@ -176,9 +176,9 @@ def test_two_tasks_under_srun_train_as_one(cluster, small_voc, tmp_path, stage):
     data = ["--data", str(small_voc)]
     if stage == "train-cam":
         args = [*data, "--state-dir", str(tmp_path / "state")]
-        args += ["--out", str(tmp_path / "out.pt"), "--loss-csv", str(tmp_path / "loss.csv")]
+        args += ["--out", str(tmp_path / "out.pt"), "--out-loss", str(tmp_path / "loss.csv")]
     else:  # the generator's ground-truth masks stand in for pseudo-masks
-        args = [*data, "--masks", str(small_voc / "SegmentationClassAug"), "--launcher", "slurm"]
+        args = [*data, "--masks", str(small_voc / "SegmentationClassAug")]
         args += ["--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "out.pt")]
     log = tmp_path / "stage.log"
     cmd = ["srun", "-n", "2", "--cpus-per-task", "1", "--time", "10", str(BIN / "ppcseg"), stage, *params]

@@ -1,23 +1,19 @@
 # Pseudo-masks: AffinityNet random walk (SEAM route) or dense CRF on CAM + saliency (EPS route), and their evaluation.
 
-MASKS = (
-    "work/runs/{run}/masks/random_walk"
-    if METHOD == "seam"
-    else "work/runs/{run}/masks/crf"
-)
+MASKS = "work/masks/random_walk" if METHOD == "seam" else "work/masks/crf"
 
 
 rule affinity_labels:
     input:
         code("affinity-labels"),
-        rebuild_flag("affinity_labels", "{run}"),
+        rebuild_flag("affinity_labels"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
+        cams="work/cam/cams",
     output:
-        directory("work/runs/{run}/affinity/labels"),
+        directory("work/affinity/labels"),
     log:
-        "logs/runs/{run}/affinity_labels.log",
+        "logs/affinity_labels.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -40,20 +36,20 @@ AFFINITY_WEIGHTS = backbone_weights(
 rule train_affinity:
     input:
         code("train-affinity"),
-        rebuild_flag("train_affinity", "{run}"),
+        rebuild_flag("train_affinity"),
         data=ROOT,
         manifest=MANIFEST,
-        labels="work/runs/{run}/affinity/labels",
+        labels="work/affinity/labels",
         weights=AFFINITY_WEIGHTS,
     output:
-        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
+        checkpoint="work/affinity/checkpoint.pt",
         loss=report(
-            "results/runs/{run}/train_affinity_loss.csv",
+            "results/train_affinity_loss.csv",
             caption="../report/train_affinity_loss.rst",
             category="Curves",
         ),
     log:
-        "logs/runs/{run}/train_affinity.log",
+        "logs/train_affinity.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -67,21 +63,21 @@ rule train_affinity:
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
         "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data:q} --labels {input.labels:q} "
-        "{params.weights} --seed {wildcards.run} --state-dir work/runs/{wildcards.run}/affinity/state --out {output.checkpoint:q} --loss-csv {output.loss:q} --log-file {log:q}"
+        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
 
 
 rule random_walk:
     input:
         code("random-walk"),
-        rebuild_flag("random_walk", "{run}"),
+        rebuild_flag("random_walk"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
-        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
+        cams="work/cam/cams",
+        checkpoint="work/affinity/checkpoint.pt",
     output:
-        directory("work/runs/{run}/masks/random_walk"),
+        directory("work/masks/random_walk"),
     log:
-        "logs/runs/{run}/random_walk.log",
+        "logs/random_walk.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -100,14 +96,14 @@ rule random_walk:
 rule crf_masks:
     input:
         code("crf-masks"),
-        rebuild_flag("crf_masks", "{run}"),
+        rebuild_flag("crf_masks"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
+        cams="work/cam/cams",
     output:
-        directory("work/runs/{run}/masks/crf"),
+        directory("work/masks/crf"),
     log:
-        "logs/runs/{run}/crf_masks.log",
+        "logs/crf_masks.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -125,14 +121,14 @@ rule crf_masks:
 rule eval_masks:
     input:
         code("eval-masks"),
-        rebuild_flag("eval_masks", "{run}"),
+        rebuild_flag("eval_masks"),
         data=ROOT,
         manifest=MANIFEST,
         masks=MASKS,
     output:
-        "results/runs/{run}/metrics/mask.json",
+        "results/metrics/mask.json",
     log:
-        "logs/runs/{run}/eval_masks.log",
+        "logs/eval_masks.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 1

@@ -6,15 +6,15 @@ SEG_WEIGHTS = backbone_weights(config["segmentation"]["backbone"])
 rule train_seg:
     input:
         code("train-seg"),
-        rebuild_flag("train_seg", "{run}"),
+        rebuild_flag("train_seg"),
         data=ROOT,
         manifest=MANIFEST,
         masks=MASKS,
         weights=SEG_WEIGHTS,
     output:
-        "work/runs/{run}/seg/checkpoint.pth",
+        "work/seg/checkpoint.pth",
     log:
-        "logs/runs/{run}/train_seg.log",
+        "logs/train_seg.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -27,25 +27,22 @@ rule train_seg:
         settings=settings("train-seg"),
         weights=opt_flag("--weights", SEG_WEIGHTS),
         launch=lambda wildcards, resources: launcher(resources),
-        launcher_flag=lambda wildcards, resources: (
-            "--launcher pytorch" if int(resources.get("gpu", 0) or 0) > 1 else ""
-        ),
     shell:
         "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data:q} --masks {input.masks:q} "
-        "{params.weights} {params.launcher_flag} --seed {wildcards.run} --work-dir work/runs/{wildcards.run}/seg/runner --out {output:q} --log-file {log:q}"
+        "{params.weights} --work-dir work/seg/runner --out {output:q} --log-file {log:q}"
 
 
 rule eval_seg:
     input:
         code("eval-seg"),
-        rebuild_flag("eval_seg", "{run}"),
+        rebuild_flag("eval_seg"),
         data=ROOT,
         manifest=MANIFEST,
-        checkpoint="work/runs/{run}/seg/checkpoint.pth",
+        checkpoint="work/seg/checkpoint.pth",
     output:
-        "results/runs/{run}/metrics/segmentation_{protocol}.json",
+        "results/metrics/segmentation_{protocol}.json",
     log:
-        "logs/runs/{run}/eval_seg_{protocol}.log",
+        "logs/eval_seg_{protocol}.log",
     wildcard_constraints:
         protocol="single|msf-crf",
     conda:

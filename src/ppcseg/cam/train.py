@@ -47,9 +47,8 @@ from ppcseg.utils.distributed import (
 from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.io import atomic_path, stat_fingerprint
 from ppcseg.utils.progress import progress
-from ppcseg.utils.runtime import add_seed_argument
 
-PARAMS_KEYS: tuple[str, ...] = ("cam",)
+PARAMS_KEYS: tuple[str, ...] = ("seed", "cam")
 SPLIT = "train_aug"
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 log = logging.getLogger("ppcseg")
@@ -58,11 +57,10 @@ log = logging.getLogger("ppcseg")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="ROOT", help="VOC2012 root (JPEGImages, ImageSets, ...)")
     parser.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint of the CAM network")
-    parser.add_argument("--loss-csv", required=True, metavar="CSV", help="per-step loss terms (for dvc plots)")
+    parser.add_argument("--out-loss", required=True, metavar="CSV", help="per-step loss terms (for dvc plots)")
     parser.add_argument("--state-dir", required=True, metavar="DIR", help="resumable training states")
     parser.add_argument("--weights", metavar="FILE", help="ImageNet backbone weights (needed if cam.pretrained)")
     parser.add_argument("--saliency", metavar="DIR", help="saliency maps <id>.png (cam.method = eps)")
-    add_seed_argument(parser)
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -404,9 +402,9 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         train(
             args.data,
             params["cam"],
-            args.seed,
+            int(params["seed"]),
             out=args.out,
-            loss_csv=args.loss_csv,
+            loss_csv=args.out_loss,
             state_dir=args.state_dir,
             weights=args.weights,
             saliency_dir=args.saliency,

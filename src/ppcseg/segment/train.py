@@ -3,8 +3,8 @@
     ppcseg train-seg --params params.yaml --data ROOT --masks DIR --work-dir DIR --out CKPT [--weights FILE]
 
 params.yaml `segmentation` picks the mmseg config (segment/configs/) and overrides iterations, learning rate, global
-batch size and crop size. The global batch is kept whatever the number of processes (per-process batch = batch //
-world size). A run killed part-way resumes from the last checkpoint in --work-dir; the final weights are copied
+batch size and crop size. The global batch is kept whatever the number of processes, which torchrun or srun give through
+the environment as for train-cam (per-process batch = batch // world size). A run killed part-way resumes from the last checkpoint in --work-dir; the final weights are copied
 atomically to --out as a tensors-only checkpoint that `eval-seg` and `export-predictions` load with weights_only=True.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,8 @@ from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import stat_fingerprint, write_json
-from ppcseg.utils.runtime import add_seed_argument, env_ranks
 
-PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
+PARAMS_KEYS: tuple[str, ...] = ("seed", "segmentation")
 TRAIN_SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 
@@ -39,17 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", required=True, help="mmengine work folder (logs, resumable checkpoints)")
     parser.add_argument("--out", required=True, help="final tensors-only checkpoint")
     parser.add_argument("--weights", default=None, help="local ImageNet weights of the backbone (never downloaded)")
-    parser.add_argument("--launcher", choices=("none", "pytorch", "slurm"), default="none")
-    add_seed_argument(parser)
-
-
-def world_size(launcher: str) -> int:
-    """Number of training processes, read the way mmengine's launchers read it."""
-    if launcher == "pytorch":
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    if launcher == "slurm":
-        return int(os.environ.get("SLURM_NTASKS", "1"))
-    return 1
 
 
 def _set_crop(pipeline: list[dict], crop: tuple[int, int]) -> None:
@@ -66,7 +53,7 @@ def build_train_config(
     masks: str | Path,
     work_dir: str | Path,
     weights: str | Path | None = None,
-    launcher: str = "none",
+    processes: int = 1,
 ) -> Config:
     """The mmseg config named by `seg['config']` with the params.yaml overrides and this run's paths applied."""
     cfg = load_config(seg["config"])
@@ -74,13 +61,13 @@ def build_train_config(
         # the rule picks the pretrained weights by segmentation.backbone: they must fit the network the config builds
         raise InputError(f"segmentation.backbone: '{seg['backbone']}', but {seg['config']} builds a {built} backbone")
     iters, crop = int(seg["iters"]), (int(seg["crop_size"]),) * 2
-    processes = world_size(launcher)
     if seg["batch_size"] % processes:
         raise InputError(f"segmentation.batch_size: {seg['batch_size']} is not divisible by {processes} processes")
 
     cfg.work_dir = str(work_dir)
-    cfg.launcher = launcher
-    if launcher != "none" and not torch.cuda.is_available():
+    # The process group is already joined (init_distributed); "pytorch" only tells mmengine to wrap the model in DDP.
+    cfg.launcher = "pytorch" if processes > 1 else "none"
+    if processes > 1 and not torch.cuda.is_available():
         # DDP of CPU processes (train() joins the gloo group): no device_ids, which mmengine sets to the local GPU.
         cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
     cfg.resume = True  # picks up <work-dir>/last_checkpoint when present, starts fresh otherwise
@@ -138,14 +125,6 @@ def train(cfg: Config, out: str | Path, config_name: str) -> None:
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     trust_checkpoints_under(work_dir)
-    if cfg.launcher != "none" and not torch.cuda.is_available():
-        # mmengine's launchers call torch.cuda.set_device; it skips them once a group exists. Its slurm launcher also
-        # exports the torchrun-style variables that its DDP wrapper reads, so do the same here.
-        if cfg.launcher == "slurm":
-            os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
-            os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
-            os.environ.setdefault("LOCAL_RANK", os.environ["SLURM_LOCALID"])
-        init_distributed()
     Runner.from_cfg(cfg).train()
     if get_rank() == 0:
         last = find_latest_checkpoint(str(work_dir))
@@ -168,14 +147,17 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     seg = params["segmentation"]
     if not Path(args.masks).is_dir():
         raise InputError(f"{args.masks}: pseudo-mask folder not found")
+    # The launch (torchrun or srun) is read from the environment, as train-cam does; mmengine then skips its own
+    # launcher, which would set a CUDA device on CPU nodes.
+    info = init_distributed()
     cfg = build_train_config(
         seg,
-        args.seed,
+        params["seed"],
         data=args.data,
         masks=args.masks,
         work_dir=args.work_dir,
         weights=args.weights,
-        launcher=args.launcher,
+        processes=info.world_size,
     )
     masks_files = pseudo_mask_paths(args.data, args.masks)
     if seg["batch_size"] > len(masks_files):
@@ -184,7 +166,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             f"segmentation.batch_size: {seg['batch_size']} is larger than {TRAIN_SPLIT} ({len(masks_files)} images)"
         )
     fingerprint = {
-        "seed": args.seed,
+        "seed": params["seed"],
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
         "data": str(Path(args.data).resolve()),
         "masks": str(Path(args.masks).resolve()),
@@ -193,7 +175,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "masks_files": stat_fingerprint(masks_files, Path(args.masks)),
         "weights": None if args.weights is None else stat_fingerprint([Path(args.weights).resolve()], Path("/")),
     }
-    if env_ranks()[0] == 0:  # before the Runner starts dist
+    if info.is_main:  # before the Runner starts: the other ranks wait in its setup
         reset_if_stale(args.work_dir, fingerprint)
     if args.weights is None and cfg.model.backbone.get("arch") != "tiny":
         log.warning("train-seg: no --weights given, the backbone starts from random initialisation")

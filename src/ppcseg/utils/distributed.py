@@ -4,7 +4,8 @@ averaging, and a differentiable all-gather for losses that need the whole global
 Ranks come from torchrun's RANK / WORLD_SIZE / LOCAL_RANK, or from srun's SLURM_PROCID / SLURM_STEP_NUM_TASKS /
 SLURM_LOCALID (the step's task count, so that a batch script that did not call srun stays single-process).
 MASTER_ADDR / MASTER_PORT default to SLURM_LAUNCH_NODE_IPADDR (or 127.0.0.1) and a port derived from SLURM_JOB_ID.
-Backend: NCCL on GPUs, gloo on CPU.
+Backend: NCCL on GPUs, gloo on CPU. Every training stage learns how it was launched from `init_distributed` alone:
+no stage takes a launcher flag, so the same command runs under plain `ppcseg`, torchrun and srun.
 """
 
 from __future__ import annotations
@@ -36,8 +37,16 @@ class DistInfo:
 
 
 def init_distributed() -> DistInfo:
-    """Join the process group when launched with several processes; pick this process's device."""
+    """Join the process group when launched with several processes; pick this process's device.
+
+    Under srun, torchrun's RANK / WORLD_SIZE / LOCAL_RANK are exported too: libraries read only those (mmengine's
+    DDP wrapper takes its device from LOCAL_RANK).
+    """
     rank, world_size, local_rank = env_ranks()
+    if world_size > 1:
+        os.environ.setdefault("RANK", str(rank))
+        os.environ.setdefault("WORLD_SIZE", str(world_size))
+        os.environ.setdefault("LOCAL_RANK", str(local_rank))
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

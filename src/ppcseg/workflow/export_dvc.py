@@ -73,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snakefile", default="Snakefile")
 
 
-def snakemake_jobs(snakefile: Path, params_files: list[str]) -> list[Any]:
-    """All jobs of the DAG for the pipeline's targets, as if everything had to run (forceall)."""
+def snakemake_jobs(
+    snakefile: Path, params_files: list[str], resources: dict[str, dict[str, int]] | None = None
+) -> list[Any]:
+    """All jobs of the DAG for the pipeline's targets, as if everything had to run (forceall); `resources` overrides
+    rules' resources as a profile's `set-resources` does (rule -> {resource: value})."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
@@ -82,7 +85,7 @@ def snakemake_jobs(snakefile: Path, params_files: list[str]) -> list[Any]:
     overlays = [Path(f) for f in params_files if Path(f).resolve() != (snakefile.parent / "params.yaml").resolve()]
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(
-            resource_settings=ResourceSettings(cores=64),
+            resource_settings=ResourceSettings(cores=64, overwrite_resources=resources or {}),
             config_settings=ConfigSettings(configfiles=overlays),
             snakefile=snakefile,
             workdir=snakefile.parent,
