@@ -6,20 +6,20 @@ CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrai
 rule train_cam:
     input:
         code("train-cam"),
-        rebuild_flag("train_cam"),
+        rebuild_flag("train_cam", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
         weights=CAM_WEIGHTS,
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
     output:
-        checkpoint="work/cam/checkpoint.pt",
+        checkpoint="work/runs/{run}/cam/checkpoint.pt",
         loss=report(
-            "results/train_cam_loss.csv",
+            "results/runs/{run}/train_cam_loss.csv",
             caption="../report/train_cam_loss.rst",
             category="Curves",
         ),
     log:
-        "logs/train_cam.log",
+        "logs/runs/{run}/train_cam.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -35,20 +35,20 @@ rule train_cam:
         launch=lambda wildcards, resources: launcher(resources),
     shell:
         "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data:q} {params.weights} "
-        "{params.saliency} --state-dir work/cam/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
+        "{params.saliency} --seed {wildcards.run} --state-dir work/runs/{wildcards.run}/cam/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
 
 
 rule infer_cam:
     input:
         code("infer-cam"),
-        rebuild_flag("infer_cam"),
+        rebuild_flag("infer_cam", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        checkpoint="work/cam/checkpoint.pt",
+        checkpoint="work/runs/{run}/cam/checkpoint.pt",
     output:
-        directory("work/cam/cams"),
+        directory("work/runs/{run}/cam/cams"),
     log:
-        "logs/infer_cam.log",
+        "logs/runs/{run}/infer_cam.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -67,19 +67,19 @@ rule infer_cam:
 rule eval_seeds:
     input:
         code("eval-seeds"),
-        rebuild_flag("eval_seeds"),
+        rebuild_flag("eval_seeds", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/cam/cams",
+        cams="work/runs/{run}/cam/cams",
     output:
-        metrics="results/metrics/seed.json",
+        metrics="results/runs/{run}/metrics/seed.json",
         curve=report(
-            "results/seed_threshold_curve.csv",
+            "results/runs/{run}/seed_threshold_curve.csv",
             caption="../report/seed_threshold_curve.rst",
             category="Curves",
         ),
     log:
-        "logs/eval_seeds.log",
+        "logs/runs/{run}/eval_seeds.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 1

@@ -1,19 +1,23 @@
 # Pseudo-masks: AffinityNet random walk (SEAM route) or dense CRF on CAM + saliency (EPS route), and their evaluation.
 
-MASKS = "work/masks/random_walk" if METHOD == "seam" else "work/masks/crf"
+MASKS = (
+    "work/runs/{run}/masks/random_walk"
+    if METHOD == "seam"
+    else "work/runs/{run}/masks/crf"
+)
 
 
 rule affinity_labels:
     input:
         code("affinity-labels"),
-        rebuild_flag("affinity_labels"),
+        rebuild_flag("affinity_labels", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/cam/cams",
+        cams="work/runs/{run}/cam/cams",
     output:
-        directory("work/affinity/labels"),
+        directory("work/runs/{run}/affinity/labels"),
     log:
-        "logs/affinity_labels.log",
+        "logs/runs/{run}/affinity_labels.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -36,20 +40,20 @@ AFFINITY_WEIGHTS = backbone_weights(
 rule train_affinity:
     input:
         code("train-affinity"),
-        rebuild_flag("train_affinity"),
+        rebuild_flag("train_affinity", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        labels="work/affinity/labels",
+        labels="work/runs/{run}/affinity/labels",
         weights=AFFINITY_WEIGHTS,
     output:
-        checkpoint="work/affinity/checkpoint.pt",
+        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
         loss=report(
-            "results/train_affinity_loss.csv",
+            "results/runs/{run}/train_affinity_loss.csv",
             caption="../report/train_affinity_loss.rst",
             category="Curves",
         ),
     log:
-        "logs/train_affinity.log",
+        "logs/runs/{run}/train_affinity.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -63,21 +67,21 @@ rule train_affinity:
         weights=opt_flag("--weights", AFFINITY_WEIGHTS),
     shell:
         "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data:q} --labels {input.labels:q} "
-        "{params.weights} --state-dir work/affinity/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
+        "{params.weights} --seed {wildcards.run} --state-dir work/runs/{wildcards.run}/affinity/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
 
 
 rule random_walk:
     input:
         code("random-walk"),
-        rebuild_flag("random_walk"),
+        rebuild_flag("random_walk", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/cam/cams",
-        checkpoint="work/affinity/checkpoint.pt",
+        cams="work/runs/{run}/cam/cams",
+        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
     output:
-        directory("work/masks/random_walk"),
+        directory("work/runs/{run}/masks/random_walk"),
     log:
-        "logs/random_walk.log",
+        "logs/runs/{run}/random_walk.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -96,14 +100,14 @@ rule random_walk:
 rule crf_masks:
     input:
         code("crf-masks"),
-        rebuild_flag("crf_masks"),
+        rebuild_flag("crf_masks", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        cams="work/cam/cams",
+        cams="work/runs/{run}/cam/cams",
     output:
-        directory("work/masks/crf"),
+        directory("work/runs/{run}/masks/crf"),
     log:
-        "logs/crf_masks.log",
+        "logs/runs/{run}/crf_masks.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -121,14 +125,14 @@ rule crf_masks:
 rule eval_masks:
     input:
         code("eval-masks"),
-        rebuild_flag("eval_masks"),
+        rebuild_flag("eval_masks", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
         masks=MASKS,
     output:
-        "results/metrics/mask.json",
+        "results/runs/{run}/metrics/mask.json",
     log:
-        "logs/eval_masks.log",
+        "logs/runs/{run}/eval_masks.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 1

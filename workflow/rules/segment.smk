@@ -6,15 +6,15 @@ SEG_WEIGHTS = backbone_weights(config["segmentation"]["backbone"])
 rule train_seg:
     input:
         code("train-seg"),
-        rebuild_flag("train_seg"),
+        rebuild_flag("train_seg", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
         masks=MASKS,
         weights=SEG_WEIGHTS,
     output:
-        "work/seg/checkpoint.pth",
+        "work/runs/{run}/seg/checkpoint.pth",
     log:
-        "logs/train_seg.log",
+        "logs/runs/{run}/train_seg.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -29,20 +29,20 @@ rule train_seg:
         launch=lambda wildcards, resources: launcher(resources),
     shell:
         "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data:q} --masks {input.masks:q} "
-        "{params.weights} --work-dir work/seg/runner --out {output:q} --log-file {log:q}"
+        "{params.weights} --seed {wildcards.run} --work-dir work/runs/{wildcards.run}/seg/runner --out {output:q} --log-file {log:q}"
 
 
 rule eval_seg:
     input:
         code("eval-seg"),
-        rebuild_flag("eval_seg"),
+        rebuild_flag("eval_seg", "{run}"),
         data=ROOT,
         manifest=MANIFEST,
-        checkpoint="work/seg/checkpoint.pth",
+        checkpoint="work/runs/{run}/seg/checkpoint.pth",
     output:
-        "results/metrics/segmentation_{protocol}.json",
+        "results/runs/{run}/metrics/segmentation_{protocol}.json",
     log:
-        "logs/eval_seg_{protocol}.log",
+        "logs/runs/{run}/eval_seg_{protocol}.log",
     wildcard_constraints:
         protocol="single|msf-crf",
     conda:

@@ -47,8 +47,9 @@ from ppcseg.utils.distributed import (
 from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.io import atomic_path, stat_fingerprint
 from ppcseg.utils.progress import progress
+from ppcseg.utils.runtime import add_seed_argument
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "cam")
+PARAMS_KEYS: tuple[str, ...] = ("cam",)
 SPLIT = "train_aug"
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 log = logging.getLogger("ppcseg")
@@ -61,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", required=True, metavar="DIR", help="resumable training states")
     parser.add_argument("--weights", metavar="FILE", help="ImageNet backbone weights (needed if cam.pretrained)")
     parser.add_argument("--saliency", metavar="DIR", help="saliency maps <id>.png (cam.method = eps)")
+    add_seed_argument(parser)
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -402,7 +404,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         train(
             args.data,
             params["cam"],
-            int(params["seed"]),
+            args.seed,
             out=args.out,
             loss_csv=args.out_loss,
             state_dir=args.state_dir,

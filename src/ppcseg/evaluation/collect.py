@@ -6,17 +6,34 @@ import argparse
 from typing import Any
 
 from ppcseg.evaluation.results import collect
+from ppcseg.utils.errors import InputError
 
 PARAMS_KEYS: tuple[str, ...] = ()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", nargs="+", required=True, help="metric row JSON files, in table order")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="SEED ROW",
+        help="a run's seed, then its metric row JSON files in table order; repeat for each run (params `runs`)",
+    )
     parser.add_argument("--out", required=True, help="output table (results/voc_miou.csv)")
     parser.add_argument("--out-metrics", required=True, help="output metrics for `dvc metrics show` (JSON)")
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    rows = collect(args.rows, args.out, args.out_metrics)
+    runs: dict[int, list[str]] = {}
+    for seed, *rows in args.run:
+        if not seed.isdigit() or not rows:
+            raise InputError(f"--run {seed}: give a run's seed (a non-negative integer), then its metric rows")
+        if int(seed) in runs:
+            raise InputError(f"--run {seed}: run given twice")
+        runs[int(seed)] = rows
+    rows = collect(runs, args.out, args.out_metrics)
     for row in rows:
-        print(f"{row['stage']:>22} {row['split']:>6}  mIoU {row['mIoU']:6.2f}  ({row['n_images']} images)")
+        print(
+            f"{row['stage']:>22} {row['run']:>6} {row['split']:>6}  mIoU {row['mIoU']:6.2f}  ({row['n_images']} images)"
+        )

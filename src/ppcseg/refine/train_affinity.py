@@ -36,9 +36,10 @@ from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.io import stat_fingerprint, write_text
 from ppcseg.utils.optim import poly_param_groups
 from ppcseg.utils.progress import progress
+from ppcseg.utils.runtime import add_seed_argument
 
 PARAMS_KEYS: tuple[str, ...] = (
-    "seed", "cam.backbone", "cam.fix_sgd_momentum", "cam.num_workers", "cam.checkpoint_every", "affinity",
+    "cam.backbone", "cam.fix_sgd_momentum", "cam.num_workers", "cam.checkpoint_every", "affinity",
 )  # fmt: skip
 SPLIT = "train_aug"
 STRIDE = 8
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-loss", required=True, help="training loss per step (CSV)")
     parser.add_argument("--state-dir", required=True, help="folder for resumable training state")
     parser.add_argument("--weights", default=None, help="ImageNet weights of the backbone (omit: random init)")
+    add_seed_argument(parser)
 
 
 def color_jitter(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -173,7 +175,7 @@ def _loss_csv(rows: list[list[float]]) -> str:
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     cfg, cam = params["affinity"], params["cam"]
-    seed = int(params["seed"])
+    seed = args.seed
     root, labels_dir = Path(args.data), Path(args.labels)
     ids = read_ids(root, SPLIT)
     missing = [i for i in ids if not all((labels_dir / d / f"{i}.png").is_file() for d in ("la", "ha"))]

@@ -25,11 +25,12 @@ import yaml
 
 from ppcseg.data.cams import channel_labels
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
+from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
 
 # The page lists every param (and shows the route, the demo note, seed overlays and threshold marks from them).
 PARAMS_KEYS: tuple[str, ...] = (
-    "seed", "data", "pretrain", "cam", "infer_cam", "seeds", "affinity", "random_walk", "crf_masks", "masks",
+    "runs", "data", "pretrain", "cam", "infer_cam", "seeds", "affinity", "random_walk", "crf_masks", "masks",
     "segmentation", "report",
 )  # fmt: skip
 
@@ -52,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--affinity-loss", help="AffinityNet loss curve (train-affinity --out-loss; SEAM route)")
     parser.add_argument("--out", required=True, help="output HTML file")
     parser.add_argument("--out-figures", help="also write every figure as <name>.png (and per_class_iou.csv) here")
+    parser.add_argument(
+        "--figures-run",
+        help="seed of the run the figures show; --cams, --masks, --checkpoint and the curves must be its (default: "
+        "the table's first run)",
+    )
 
 
 # File name (without .png) -> caption, in the order of the report. The affinity curve exists on the SEAM route only.
@@ -242,25 +248,58 @@ def sweep_edge_note(rows: list[dict[str, str]], curve: Path) -> str:
     )
 
 
+def spread_table(rows: list[dict[str, str]], paper: dict[str, float]) -> str:
+    """With two or more runs: per stage, the median mIoU (the one to compare with the paper's medians of three runs),
+    the min-max range and each run's mIoU. Empty for one run."""
+    runs = [row["run"] for row in rows if row["run"].isdigit()]
+    if len(set(runs)) < 2:
+        return ""
+    by_key: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        by_key.setdefault((row["stage"], row["split"]), {})[row["run"]] = row["mIoU"]
+    lines = [
+        "<tr><th>stage</th><th>split</th><th>median mIoU</th><th>min &ndash; max</th><th>per run</th><th>paper "
+        "(median of 3 runs)</th></tr>"
+    ]
+    for (stage, split), values in by_key.items():
+        each = ", ".join(f"{run}: {value}" for run, value in values.items() if run.isdigit())
+        published = paper.get(stage)
+        lines.append(
+            f"<tr><td>{html.escape(stage)}</td><td>{html.escape(split)}</td><td><b>{values['median']}</b></td>"
+            f"<td>{values['min']} &ndash; {values['max']}</td><td>{html.escape(each)}</td>"
+            f"<td>{published if published is not None else '&ndash;'}</td></tr>"
+        )
+    return (
+        f"<h2>Spread over {len(set(runs))} runs</h2>\n<div class='scroll'><table id='spread'>{''.join(lines)}</table>"
+        "</div>"
+    )
+
+
 def render(
-    params: dict[str, Any], rows: list[dict[str, str]], figures: dict[str, bytes | None], seed_note: str = ""
+    params: dict[str, Any],
+    rows: list[dict[str, str]],
+    figures: dict[str, bytes | None],
+    seed_note: str,
+    figures_run: str,
 ) -> str:
-    """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run), `seed_note`
-    is HTML shown under the table (sweep_edge_note)."""
+    """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run), all drawn
+    from run `figures_run`, `seed_note` is HTML shown under the table (sweep_edge_note)."""
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
     table = [
-        "<tr><th>stage</th><th>split</th><th>mIoU (this run)</th><th>paper</th><th>images</th><th>settings</th></tr>"
+        "<tr><th>stage</th><th>run</th><th>split</th><th>mIoU</th><th>paper</th><th>images</th><th>settings</th></tr>"
     ]
     for row in rows:
         published = paper.get(row["stage"])
         settings = "<br>".join(html.escape(item) for item in row["settings"].split(";"))
         table.append(
-            f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['split'])}</td>"
-            f"<td><b>{html.escape(row['mIoU'])}</b></td><td>{published if published is not None else '&ndash;'}</td>"
+            f"<tr><td>{html.escape(row['stage'])}</td><td>{html.escape(row['run'])}</td>"
+            f"<td>{html.escape(row['split'])}</td><td><b>{html.escape(row['mIoU'])}</b></td>"
+            f"<td>{published if published is not None else '&ndash;'}</td>"
             f"<td>{html.escape(row['n_images'])}</td><td><code>{settings}</code></td></tr>"
         )
+    runs = list(dict.fromkeys(row["run"] for row in rows if row["run"].isdigit()))
     figure_html = "\n".join(
         f"<figure id='fig-{name}'><img alt='{html.escape(FIGURES[name])}' src='{data_uri(png)}'>"
         f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
@@ -295,7 +334,9 @@ row uses the fixed background threshold, the GT-tuned sweep is in its settings.<
 <h2>Results (results/voc_miou.csv) beside the paper</h2>
 <div class="scroll"><table id="results">{"".join(table)}</table></div>
 {seed_note}
+{spread_table(rows, paper)}
 <h2>Figures</h2>
+<p>The figures show run {html.escape(figures_run)} (runs: {html.escape(", ".join(runs))}).</p>
 {figure_html}
 <h2>Parameters</h2>
 <pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
@@ -332,12 +373,16 @@ def write_figures(out_dir: str | Path, figures: dict[str, bytes | None], rows: l
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     root = Path(args.data)
     rows = _read_csv(Path(args.table))
+    figures_run = args.figures_run or next((row["run"] for row in rows if row["run"].isdigit()), None)
+    run_rows = [row for row in rows if row["run"] == figures_run]
+    if not run_rows:
+        raise InputError(f"{args.table}: no rows of run {figures_run} (--figures-run)")
     labels = read_class_labels(root)
     count = params["report"]["overlay_images"]
     train_ids = [i for i in read_ids(root, params["seeds"]["split"]) if labels.get(i)][:count]
     predictions = predict_overlays(Path(args.checkpoint), root, train_ids) if count else {}
     figures = {
-        "per_class_iou": per_class_figure(rows),
+        "per_class_iou": per_class_figure(run_rows),
         "train_cam_loss": (
             curve_figure(Path(args.cam_loss), "step", ["total"], "CAM training loss") if args.cam_loss else None
         ),
@@ -359,6 +404,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         ),
     }
     if args.out_figures:
-        write_figures(args.out_figures, figures, rows)
-    write_text(args.out, render(params, rows, figures, sweep_edge_note(rows, Path(args.seed_curve))))
+        write_figures(args.out_figures, figures, run_rows)
+    seed_note = sweep_edge_note(run_rows, Path(args.seed_curve))
+    write_text(args.out, render(params, rows, figures, seed_note, figures_run))
     os.chmod(args.out, 0o666 & ~_umask())  # written through a private temporary file; readable like any other output

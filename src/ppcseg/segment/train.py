@@ -25,8 +25,9 @@ from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import stat_fingerprint, write_json
+from ppcseg.utils.runtime import add_seed_argument
 
-PARAMS_KEYS: tuple[str, ...] = ("seed", "segmentation")
+PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
 TRAIN_SPLIT = "train_aug"
 log = logging.getLogger("ppcseg")
 
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", required=True, help="mmengine work folder (logs, resumable checkpoints)")
     parser.add_argument("--out", required=True, help="final tensors-only checkpoint")
     parser.add_argument("--weights", default=None, help="local ImageNet weights of the backbone (never downloaded)")
+    add_seed_argument(parser)
 
 
 def _set_crop(pipeline: list[dict], crop: tuple[int, int]) -> None:
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     info = init_distributed()
     cfg = build_train_config(
         seg,
-        params["seed"],
+        args.seed,
         data=args.data,
         masks=args.masks,
         work_dir=args.work_dir,
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             f"segmentation.batch_size: {seg['batch_size']} is larger than {TRAIN_SPLIT} ({len(masks_files)} images)"
         )
     fingerprint = {
-        "seed": params["seed"],
+        "seed": args.seed,
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
         "data": str(Path(args.data).resolve()),
         "masks": str(Path(args.masks).resolve()),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,20 @@ HEADER = """\
 # Regenerate after changing workflow/rules/*.smk:  ppcseg export-dvc --out dvc.yaml
 # For the demo dataset:  ppcseg export-dvc --params params.yaml --params config/demo.yaml --out dvc.yaml
 """
+# `{run}`: one plot per run (params `runs`) of the DAG.
 PLOTS = [
-    {"results/train_cam_loss.csv": {"x": "step", "y": ["total"], "title": "CAM training loss"}},
-    {"results/train_affinity_loss.csv": {"x": "step", "y": ["loss"], "title": "AffinityNet training loss"}},
+    {"results/runs/{run}/train_cam_loss.csv": {"x": "step", "y": ["total"], "title": "CAM training loss"}},
+    {"results/runs/{run}/train_affinity_loss.csv": {"x": "step", "y": ["loss"], "title": "AffinityNet training loss"}},
     {
-        "results/seed_threshold_curve.csv": {
+        "results/runs/{run}/seed_threshold_curve.csv": {
             "x": "threshold",
             "y": ["mIoU"],
             "title": "Seed mIoU vs background threshold (GT-tuned sweep)",
         }
     },
     {
-        # Written by the report stage: one row per class, one column per row of results/voc_miou.csv. The template
+        # Written by the report stage: one row per class, one column per stage (of the run the report's figures
+        # show). The template
         # draws grouped horizontal bars (class down, IoU 0-100 across, one colour per stage and revision).
         "per_class_iou": {
             "template": "workflow/report/dvc_per_class_iou.json",
@@ -60,12 +63,25 @@ def plot_files(plot: dict[str, Any]) -> list[str]:
 
 
 def route_plots(outputs: list[str]) -> list[dict[str, Any]]:
-    """The plots whose files this DAG writes (the AffinityNet curve exists on the SEAM route only)."""
+    """The plots whose files this DAG writes (the AffinityNet curve exists on the SEAM route only), the per-run ones
+    for every run, in the order of the outputs."""
 
     def produced(path: str) -> bool:
         return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
 
-    return [plot for plot in PLOTS if all(produced(f) for f in plot_files(plot))]
+    runs = list(dict.fromkeys(m.group(1) for out in outputs if (m := re.match(r"results/runs/(\d+)/", out))))
+    plots = []
+    for plot in PLOTS:
+        ((plot_id, spec),) = plot.items()
+        if "{run}" in plot_id:
+            plots += [
+                {plot_id.format(run=run): spec | {"y": list(spec["y"]), "title": f"{spec['title']} (run {run})"}}
+                for run in runs
+                if produced(plot_id.format(run=run))
+            ]
+        elif all(produced(f) for f in plot_files(plot)):
+            plots.append(plot)
+    return plots
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
