@@ -48,6 +48,12 @@ def test_read_yaml_matches_pyyaml_on_every_committed_params_file():
         ({"cam": {"lr": "fast"}}, "cam.lr: 'fast' is not of type 'number'"),
         ({"cam": {"batch_sise": 8}}, "unknown key cam.batch_sise"),
         ({"cam": {"method": "cam"}}, "cam.method: 'cam' is not one of"),
+        ({"runs": [0, 0]}, "runs: [0, 0] has non-unique elements"),
+        ({"runs": [1, -1]}, "runs.1: -1 is less than the minimum of 0"),
+        ({"runs": []}, "runs: [] should be non-empty"),
+        ({"runs": 3}, "runs: 3 is not of type 'array'"),
+        ({"runs": ["a"]}, "runs.0: 'a' is not of type 'integer'"),
+        ({"seed": 0}, "unknown key seed"),  # one seed per run now (`runs`); pretraining has pretrain.seed
     ],
 )
 def test_bad_values_name_the_key(tmp_path, overlay, message):

@@ -81,13 +81,13 @@ def rehearse(tmp_path: Path, weights: Path, route: str, sizes: dict[str, int]) -
     root = repo / "data/VOCdevkit/VOC2012"
     ids = read_ids(root, "train_aug")
     assert len(ids) == train_aug
-    masks = repo / ("work/masks/crf" if eps else "work/masks/random_walk")
+    masks = repo / ("work/runs/0/masks/crf" if eps else "work/runs/0/masks/random_walk")
     sizes_seen = set()
     for image_id in ids:
         with Image.open(voc_dirs(root)["images"] / f"{image_id}.jpg") as img:
             shape = img.size[::-1]
         sizes_seen.add(shape)
-        assert load_cams(repo / "work/cam/cams", image_id)[1].shape[1:] == shape
+        assert load_cams(repo / "work/runs/0/cam/cams", image_id)[1].shape[1:] == shape
         assert load_mask(masks / f"{image_id}.png", expected_shape=shape) is not None
     assert sizes_seen == {(375, 500), (500, 375)}
     if eps:

@@ -251,11 +251,11 @@ def test_edits_inside_the_dataset_rerun_the_stages_that_read_it(demo_run, tmp_pa
 def test_a_deleted_intermediate_is_rebuilt_by_the_same_command(demo_run, tmp_path):
     """Case 6: one CAM file deleted, or the whole masks folder: `snakemake` rebuilds it and what depends on it."""
     repo = _copy_finished(demo_run, tmp_path / "one_cam")
-    next((repo / "work/cam/cams").glob("*.npz")).unlink()
+    next((repo / "work/runs/0/cam/cams").glob("*.npz")).unlink()
     assert {"infer_cam"} | DOWNSTREAM_OF_CAMS <= _planned(repo)
     assert "train_cam" not in _planned(repo)
     repo = _copy_finished(demo_run, tmp_path / "masks")
-    shutil.rmtree(repo / "work/masks/random_walk")
+    shutil.rmtree(repo / "work/runs/0/masks/random_walk")
     planned = _planned(repo)
     assert {"random_walk", "eval_masks", "train_seg", "eval_seg", "collect_results", "report"} <= planned
     assert not {"infer_cam", "train_affinity"} & planned
@@ -276,7 +276,7 @@ def test_a_change_is_not_forgotten_after_snakemake_is_stopped(demo_run, tmp_path
     repo = _copy_finished(demo_run, tmp_path / "repo")
     (repo / "lr.yaml").write_text(yaml.safe_dump({"cam": {"lr": 0.0123}}))
     cmd = [str(BIN / "snakemake"), *DEMO_TARGETS, "--cores", "2", "--configfile", "config/demo.yaml", "lr.yaml"]
-    log = repo / "logs/train_cam.log"
+    log = repo / "logs/runs/0/train_cam.log"
     log.unlink()
     proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), start_new_session=True, text=True)
     deadline = time.monotonic() + HANG_GUARD_S
@@ -286,5 +286,5 @@ def test_a_change_is_not_forgotten_after_snakemake_is_stopped(demo_run, tmp_path
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a terminal or a batch system stops it
     proc.wait(timeout=HANG_GUARD_S)
-    assert not (repo / "work/cam/checkpoint.pt").exists()  # Snakemake removed the stopped job's output
+    assert not (repo / "work/runs/0/cam/checkpoint.pt").exists()  # Snakemake removed the stopped job's output
     assert "train_cam" in _planned(repo, "lr.yaml")

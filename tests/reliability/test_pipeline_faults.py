@@ -48,7 +48,7 @@ def test_a_second_run_is_refused_and_the_first_finishes_identically(demo_run, tm
     reference, _ = demo_run
     repo = scratch_repo(tmp_path / "repo")
     first = start(repo)
-    wait_for(lambda: (repo / "logs/train_cam.log").exists(), first, HANG_GUARD_S, "train_cam to start")
+    wait_for(lambda: (repo / "logs/runs/0/train_cam.log").exists(), first, HANG_GUARD_S, "train_cam to start")
     second = snakemake(repo, *DEMO_TARGETS, "--cores", "1", *DEMO, check=False)
     # Refused before touching anything: by the lock, or (the check Snakemake makes first) because the running job's
     # outputs are marked incomplete.
@@ -62,13 +62,13 @@ def test_a_second_run_is_refused_and_the_first_finishes_identically(demo_run, tm
 
 # Where to kill each long stage: once it has left resumable work behind.
 KILL_POINTS = [
-    ("train_cam", lambda r: any_file(r / "work/cam/state", "state_*.pt")),
-    ("infer_cam", lambda r: any_file(r / "work/cam/cams.partial", "*.npz")),
-    ("affinity_labels", lambda r: any_file(r / "work/affinity/labels.partial/la", "*.png")),
-    ("train_affinity", lambda r: any_file(r / "work/affinity/state", "*.pt")),
-    ("random_walk", lambda r: any_file(r / "work/masks/random_walk.partial", "*.png")),
+    ("train_cam", lambda r: any_file(r / "work/runs/0/cam/state", "state_*.pt")),
+    ("infer_cam", lambda r: any_file(r / "work/runs/0/cam/cams.partial", "*.npz")),
+    ("affinity_labels", lambda r: any_file(r / "work/runs/0/affinity/labels.partial/la", "*.png")),
+    ("train_affinity", lambda r: any_file(r / "work/runs/0/affinity/state", "*.pt")),
+    ("random_walk", lambda r: any_file(r / "work/runs/0/masks/random_walk.partial", "*.png")),
     # mmengine writes last_checkpoint after the checkpoint itself: from then on a restart has something to resume.
-    ("train_seg", lambda r: (r / "work/seg/runner/last_checkpoint").is_file()),
+    ("train_seg", lambda r: (r / "work/runs/0/seg/runner/last_checkpoint").is_file()),
 ]
 
 
@@ -95,7 +95,7 @@ def test_sigkill_in_every_long_stage_then_rerun_gives_the_same_results(demo_run,
     # segmentation training (mmengine's resume plus ppcseg.segment.hooks.ReseedEachIteration) give identical rows.
     assert resumed == uninterrupted
     # mmengine logs "Auto resumed from the latest checkpoint None." when it finds nothing; this line only on a resume.
-    assert "resumed epoch: 0, iter: " in (repo / "logs/train_seg.log").read_text()
+    assert "resumed epoch: 0, iter: " in (repo / "logs/runs/0/train_seg.log").read_text()
 
 
 def read_rows(repo: Path) -> dict[str, str]:

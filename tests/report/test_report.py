@@ -24,7 +24,7 @@ def write_rows(path: Path, absent: str = "bottle") -> list[dict[str, str]]:
     """A voc_miou.csv like collect-results writes; `absent` is empty (no IoU) in the val rows."""
     rows = []
     for index, (stage, split) in enumerate(STAGES):
-        row = {"stage": stage, "split": split}
+        row = {"stage": stage, "run": "0", "split": split}
         for c, name in enumerate(CLASSES):
             row[name] = "" if (split == "val" and name == absent) else f"{(10 * index + 3 * c) % 100:.2f}"
         row |= {"mIoU": f"{20 + index:.2f}", "n_images": "4", "settings": "a=1;b=<2>"}
@@ -57,7 +57,7 @@ def run_dir(tmp_path):
     return tmp_path, root, results
 
 
-def run_report(tmp_path, root, results, params, figures=True):
+def run_report(tmp_path, root, results, params, figures=True, figures_run=None):
     namespace = args(
         data=str(root),
         table=str(results / "voc_miou.csv"),
@@ -68,6 +68,7 @@ def run_report(tmp_path, root, results, params, figures=True):
         seed_curve=str(results / "seed_threshold_curve.csv"),
         affinity_loss=str(affinity) if (affinity := results / "train_affinity_loss.csv").is_file() else None,
         out=str(results / "report.html"),
+        figures_run=figures_run,
         out_figures=str(results / "figures") if figures else None,
     )
     report.run(namespace, params)
@@ -123,6 +124,35 @@ def test_per_class_table_has_a_row_per_class_and_a_column_per_stage(tmp_path):
     bottle = next(r for r in table if r["class"] == "bottle")
     assert bottle["segmentation"] == "" and bottle["seed"] == rows[0]["bottle"]
     assert table[3]["mask"] == rows[1][CLASSES[3]]
+
+
+def test_several_runs_show_their_spread_and_the_figures_of_one_run(run_dir):
+    """Two runs: the page lists every row, a spread table (median, min - max, each run) and says which run the figures
+    show; the per-class figure table holds that run's rows only."""
+    tmp_path, root, results = run_dir
+    rows = []
+    for run, offset in [("0", 0.0), ("1", 5.0), ("median", 2.5), ("min", 0.0), ("max", 5.0)]:
+        for index, (stage, split) in enumerate(STAGES):
+            row = {"stage": stage, "run": run, "split": split}
+            row |= {name: f"{10 + index + offset:.2f}" for name in CLASSES}
+            row |= {"mIoU": f"{20 + index + offset:.2f}", "n_images": "4", "settings": "a=1"}
+            rows.append(row)
+    rows.sort(key=lambda row: [stage for stage, _ in STAGES].index(row["stage"]))
+    with open(results / "voc_miou.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    page = run_report(tmp_path, root, results, default_params(report={"overlay_images": 0}), figures_run="1")
+    spread = page.split("<table id='spread'>")[1].split("</table>")[0]
+    assert (
+        "<td>seed</td><td>train</td><td><b>22.50</b></td><td>20.00 &ndash; 25.00</td><td>0: 20.00, 1: 25.00</td>"
+        in (spread)
+    )
+    assert "The figures show run 1 (runs: 0, 1)" in page
+    listed = page.split('<table id="results">')[1].split("</table>")[0]
+    assert listed.count("<tr><td>seed</td>") == 5  # each run's row and the median, min and max rows
+    table = list(csv.DictReader(open(results / "figures" / "per_class_iou.csv")))
+    assert table[0]["seed"] == "15.00"  # run 1's background IoU
 
 
 def test_per_class_figure_marks_absent_classes(tmp_path):

@@ -101,9 +101,9 @@ def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path)
     repo, _ = slurm_run
     # Invalidate the segmentation stage and cancel its job while it runs.
     for path in (
-        "work/seg/checkpoint.pth",
-        "results/metrics/segmentation_single.json",
-        "results/metrics/segmentation_msf-crf.json",
+        "work/runs/0/seg/checkpoint.pth",
+        "results/runs/0/metrics/segmentation_single.json",
+        "results/runs/0/metrics/segmentation_msf-crf.json",
         "results/voc_miou.csv",
     ):
         (repo / path).unlink()
@@ -129,11 +129,11 @@ def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path)
     output, _ = run.communicate(timeout=HANG_GUARD_S)
     assert cancelled, "no job was seen running"
     assert run.returncode != 0, "Snakemake must report the cancelled job as a failure"
-    before = {p: p.stat().st_mtime for p in (repo / "work/cam").glob("*.pt")}
+    before = {p: p.stat().st_mtime for p in (repo / "work/runs/0/cam").glob("*.pt")}
     proc = slurm_snakemake(repo, cluster, "results/voc_miou.csv", *DEMO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert (repo / "results/voc_miou.csv").is_file()
-    after = {p: p.stat().st_mtime for p in (repo / "work/cam").glob("*.pt")}
+    after = {p: p.stat().st_mtime for p in (repo / "work/runs/0/cam").glob("*.pt")}
     assert before == after, "upstream stages must not be recomputed"
     assert "train_cam" not in set(job_ids(proc.stdout + proc.stderr))
 

@@ -81,7 +81,7 @@ def test_experiment_with_a_changed_param(dvc_repo):
     """`dvc exp run -S` re-runs from train_cam with the new value and records the experiment."""
     proc = dvc(dvc_repo, "exp", "run", "-S", "cam.ppc_loss.sampling=first", timeout=HANG_GUARD_S)
     ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
-    assert "train_cam" in ran and "report" in ran, proc.stdout
+    assert "train_cam_0" in ran and "report" in ran, proc.stdout
     assert not ran & {"make_synthetic_voc", "pretrain_backbone"}, proc.stdout
     experiments = list(_experiments(json.loads(dvc(dvc_repo, "exp", "show", "--json").stdout)))
     recorded = [
@@ -99,7 +99,7 @@ def test_experiment_with_a_changed_param(dvc_repo):
     assert "results/metrics.json" in recorded[0][1].get("metrics", {}), recorded
     # A re-run stage must train on its new inputs, not resume the baseline's finished run from its work folder.
     # ("Auto resumed from the latest checkpoint None." is mmengine's line for a fresh start; this one means a resume.)
-    stale_resume = "resumed epoch:" in (dvc_repo / "logs/train_seg.log").read_text()
+    stale_resume = "resumed epoch:" in (dvc_repo / "logs/runs/0/train_seg.log").read_text()
     # Leave the workspace as the other tests of the module expect it: the baseline's params and outputs.
     dvc(dvc_repo, "exp", "apply", "HEAD")
     assert "sampling: random" in (dvc_repo / "params.yaml").read_text()
@@ -120,13 +120,15 @@ def test_route_switch_with_dvc(dvc_repo):
         refused = dvc(dvc_repo, "repro", check=False, timeout=HANG_GUARD_S)
         assert refused.returncode != 0
         output = refused.stdout + refused.stderr
-        assert "generated for another pipeline" in output and "missing stages ['crf_masks']" in output, output
+        assert "generated for another pipeline" in output and "missing stages ['crf_masks_0']" in output, output
         assert "ppcseg export-dvc --params params.yaml --params config/demo.yaml --out dvc.yaml" in output
         run([str(BIN / "ppcseg"), "export-dvc", *DEMO_PARAMS, "--out", "dvc.yaml"], dvc_repo)
         proc = dvc(dvc_repo, "repro", timeout=HANG_GUARD_S)
         ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout))
-        assert {"train_cam", "infer_cam", "crf_masks", "eval_masks", "train_seg", "collect_results"} <= ran, ran
-        assert not ran & {"make_synthetic_voc", "pretrain_backbone", "affinity_labels", "random_walk"}, ran
+        assert {"train_cam_0", "infer_cam_0", "crf_masks_0", "eval_masks_0", "train_seg_0", "collect_results"} <= ran, (
+            ran
+        )
+        assert not ran & {"make_synthetic_voc", "pretrain_backbone", "affinity_labels_0", "random_walk_0"}, ran
         rows = (dvc_repo / "results/voc_miou.csv").read_text()
         assert "masks=crf" in rows
         assert dvc(dvc_repo, "status", "--quiet", check=False).returncode == 0

@@ -11,7 +11,7 @@ import re
 import pytest
 from PIL import Image
 
-from ppcseg.workflow.export_dvc import PLOTS, route_plots
+from ppcseg.workflow.export_dvc import route_plots
 from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, DEMO, run, snakemake
 
@@ -66,9 +66,9 @@ def test_dvc_plots_show_renders_the_curves_and_per_class_iou(demo_run):
     assert not shown.get("errors"), shown.get("errors")
     plots = shown["data"]
     expected = {
-        "results/train_cam_loss.csv": ("step", "total"),
-        "results/train_affinity_loss.csv": ("step", "loss"),
-        "results/seed_threshold_curve.csv": ("threshold", "mIoU"),
+        "results/runs/0/train_cam_loss.csv": ("step", "total"),
+        "results/runs/0/train_affinity_loss.csv": ("step", "loss"),
+        "results/runs/0/seed_threshold_curve.csv": ("threshold", "mIoU"),
     }
     for plot_id, (x, y) in expected.items():
         (entry,) = plots[plot_id]
@@ -88,13 +88,29 @@ def test_dvc_plots_show_renders_the_curves_and_per_class_iou(demo_run):
 
 
 def test_plots_follow_the_route():
-    seam = ["results/train_cam_loss.csv", "results/train_affinity_loss.csv", "results/seed_threshold_curve.csv"]
+    seam = [
+        "results/runs/0/train_cam_loss.csv",
+        "results/runs/0/train_affinity_loss.csv",
+        "results/runs/0/seed_threshold_curve.csv",
+    ]
     all_outputs = seam + ["results/figures"]
-    assert route_plots(all_outputs) == PLOTS
+    assert [next(iter(p)) for p in route_plots(all_outputs)] == [*seam, "per_class_iou"]
     eps = route_plots([o for o in all_outputs if "affinity" not in o])
     assert [next(iter(p)) for p in eps] == [
-        "results/train_cam_loss.csv",
-        "results/seed_threshold_curve.csv",
+        "results/runs/0/train_cam_loss.csv",
+        "results/runs/0/seed_threshold_curve.csv",
         "per_class_iou",
     ]
     assert [next(iter(p)) for p in route_plots(seam)] == seam  # no report stage, no per-class plot
+    # Two runs: each curve once per run, titled with its run; the per-class plot once (the report's figures run).
+    two = route_plots([*all_outputs, *(o.replace("/0/", "/1/") for o in seam)])
+    assert [next(iter(p)) for p in two] == [
+        "results/runs/0/train_cam_loss.csv",
+        "results/runs/1/train_cam_loss.csv",
+        "results/runs/0/train_affinity_loss.csv",
+        "results/runs/1/train_affinity_loss.csv",
+        "results/runs/0/seed_threshold_curve.csv",
+        "results/runs/1/seed_threshold_curve.csv",
+        "per_class_iou",
+    ]
+    assert two[1]["results/runs/1/train_cam_loss.csv"]["title"] == "CAM training loss (run 1)"

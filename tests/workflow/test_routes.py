@@ -109,7 +109,7 @@ def test_demo_switches_through_every_route(tmp_path):
         masks = "crf" if overlay["cam"]["method"] == "eps" else "random_walk"
         assert f"masks={masks}" in rows["mask"]["settings"], rows["mask"]["settings"]
         assert float(rows["segmentation"]["mIoU"]) > 100 / 21
-        header = (repo / "results/train_cam_loss.csv").read_text().splitlines()[0].split(",")
+        header = (repo / "results/runs/0/train_cam_loss.csv").read_text().splitlines()[0].split(",")
         assert any("sal" in c for c in header) == (overlay["cam"]["method"] == "eps"), header
         assert any("cross" in c or "intra" in c for c in header) == overlay["cam"]["ppc"], header
     for route, rows in results.items():

@@ -2,7 +2,7 @@
 
     ppcseg fetch-released --params P --entry cam --out data/released/cam.pth
         downloads `cam.released` (ppcseg.models.fetch_released);
-    ppcseg convert-released --params P --entry cam --file data/released/cam.pth --out work/cam/checkpoint.pt
+    ppcseg convert-released --params P --entry cam --file data/released/cam.pth --out work/runs/0/cam/checkpoint.pt
         converts it from its official layout (`cam.released.layout`) to the checkpoint the trained stage would write;
     ppcseg convert-released --params P --entry cam --to-official --layout wseg-contrast --file CKPT --out FILE
         the way back: a ppcseg checkpoint as a state dict that the official code loads.
