@@ -109,7 +109,9 @@ def build_archives(dest: Path, *, n_train: int, n_val: int, n_sbd: int) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     train, val = image_ids("2007", n_train), image_ids("2007", n_val, start=n_train + 1)
     sbd_only = image_ids("2008", n_sbd)
-    scenes = {i: _scene(i, n) for n, i in enumerate(train + val + sbd_only)}
+    # Orientations alternate over train_aug first, so that even one train and one SBD image give CAMs and masks
+    # of both sizes.
+    scenes = {i: _scene(i, n) for n, i in enumerate(train + sbd_only + val)}
 
     prefix = "VOCdevkit/VOC2012/"
     voc = [(f"{prefix}JPEGImages/{i}.jpg", _encode(scenes[i][0], "JPEG")) for i in scenes]
