@@ -14,7 +14,8 @@ from ppcseg.data.voc import load_image, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.checkpoint import save_checkpoint
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.per_image import split_ids
-from tests.refine.helpers import StubCamNet, args, default_params, interrupted_run, keep_only, make_voc
+from tests.stages import StubCamNet, args, default_params, interrupted_run, keep_only
+from tests.tinyvoc import make_voc
 
 torch.set_num_threads(2)
 

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from archive_builders import http_server, sbd_tgz, voc_tar  # noqa: F401
+from tests.data.archive_builders import http_server, sbd_tgz, voc_tar  # noqa: F401
 
 
 class _Records(logging.Handler):

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from archive_builders import add_bytes, write_tar
+from tests.data.archive_builders import add_bytes, write_tar
 
 from ppcseg.data.extract import extract_archive
 from ppcseg.utils.errors import InputError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from archive_builders import (
+from tests.data.archive_builders import (
     SBD_ONLY,
     TRAIN_AUG,
     VOC_TRAIN,

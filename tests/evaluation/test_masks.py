@@ -13,7 +13,8 @@ from ppcseg.evaluation import masks
 from ppcseg.evaluation.masks import mask_iou
 from ppcseg.evaluation.miou import ConfusionMatrix
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, make_voc
+from tests.stages import args, default_params
+from tests.tinyvoc import make_voc
 
 
 def test_mask_iou_by_hand():

@@ -20,7 +20,8 @@ from ppcseg.refine.affinity_net import (
 from ppcseg.refine.random_walk import random_walk_mask, walk
 from ppcseg.refine.train_affinity import affinity_loss, affinity_target, pair_labels
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, interrupted_run, keep_only, make_voc, oracle_cams
+from tests.stages import args, default_params, interrupted_run, keep_only
+from tests.tinyvoc import make_voc, oracle_cams
 
 torch.set_num_threads(2)
 

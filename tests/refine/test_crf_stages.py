@@ -13,7 +13,8 @@ from ppcseg.refine.affinity_labels import alpha_label_map, background_argmax
 from ppcseg.refine.crf import crf_from_labels
 from ppcseg.refine.crf_masks import crf_mask
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, interrupted_run, keep_only, make_voc, oracle_cams
+from tests.stages import args, default_params, interrupted_run, keep_only
+from tests.tinyvoc import make_voc, oracle_cams
 
 
 def _scene(size: int = 48):

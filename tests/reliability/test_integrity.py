@@ -23,17 +23,9 @@ from ppcseg.data.voc import load_mask, read_ids, save_mask
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, atomic_path, write_json
-from tests.cam._tinyvoc import make_tiny_voc, tiny_cam_params
-from tests.refine.helpers import (
-    StubCamNet,
-    args,
-    default_params,
-    interrupted_run,
-    keep_only,
-    make_voc,
-    oracle_cams,
-)
+from tests.stages import StubCamNet, args, default_params, interrupted_run, keep_only, tiny_cam_params
 from tests.timing import HANG_GUARD_S
+from tests.tinyvoc import make_voc, oracle_cams
 
 torch.set_num_threads(1)
 
@@ -175,7 +167,7 @@ def test_temporaries_of_a_killed_write_do_not_reach_the_finished_output(voc, tmp
 
 def test_the_loss_csv_covers_the_whole_run_after_snakemake_deleted_it(tmp_path):
     """Case 4b: Snakemake deletes an interrupted job's outputs; the resumed run still writes every step's row."""
-    voc = make_tiny_voc(tmp_path / "voc", n=8)
+    voc = make_voc(tmp_path / "voc", size=64, train=4, val=1, extra=4, classes=[1, 2, 3])
     cam = tiny_cam_params(max_steps=6, checkpoint_every=2)
 
     def run(out: Path, **kwargs) -> None:
@@ -219,14 +211,10 @@ def _copy_finished(demo_run, dest: Path) -> Path:
 
 
 def _planned(repo: Path, *overlays: str) -> set[str]:
-    """Rules of the jobs `snakemake -n` plans for the demo (the job-stats table)."""
-    from tests.workflow.helpers import DEMO, DEMO_TARGETS, snakemake
+    """Rules of the jobs `snakemake -n` plans for the demo."""
+    from tests.workflow.helpers import DEMO, DEMO_TARGETS, planned_rules
 
-    proc = snakemake(repo, *DEMO_TARGETS, "-n", *DEMO, *overlays)
-    if "Job stats:" not in proc.stdout:
-        return set()
-    lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()
-    return {line.split()[0] for line in lines[3:] if line.strip()}
+    return planned_rules(repo, *DEMO_TARGETS, *DEMO, *overlays)
 
 
 DOWNSTREAM_OF_CAMS = {"eval_seeds", "affinity_labels", "train_affinity", "random_walk", "eval_masks", "train_seg"}

@@ -80,7 +80,7 @@ def _train_cli(voc_root: Path, files: list[str], work: Path, out: Path) -> int:
             "--data",
             str(voc_root),
             "--masks",
-            str(voc_root / "pseudo"),
+            str(voc_root / "SegmentationClassAug"),
             "--work-dir",
             str(work),
             "--out",
@@ -118,7 +118,9 @@ def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, param
     work, out = tmp_path / "work", tmp_path / "seg.pt"
 
     def config(extra_hooks: list[dict]):
-        cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=work)
+        cfg = build_train_config(
+            seg, 0, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=work
+        )
         cfg.default_hooks.checkpoint.interval = 2
         cfg.custom_hooks = [*cfg.custom_hooks, dict(type="RecordIters"), *extra_hooks]
         return cfg
@@ -163,7 +165,7 @@ def test_eval_cli_evaluates_the_split_of_the_params(voc_root, params_files, trai
 
 def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path, monkeypatch):
     from ppcseg.segment import export
-    from tests.refine.helpers import Interrupted, keep_only
+    from tests.stages import Interrupted, keep_only
 
     out = tmp_path / "pred"
     ids = read_ids(voc_root, "val")
@@ -190,7 +192,7 @@ def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
     masks = tmp_path / "masks"
     masks.mkdir()
     for image_id in read_ids(voc_root, "train_aug")[1:]:
-        (masks / f"{image_id}.png").write_bytes((voc_root / "pseudo" / f"{image_id}.png").read_bytes())
+        (masks / f"{image_id}.png").write_bytes((voc_root / "SegmentationClassAug" / f"{image_id}.png").read_bytes())
     missing = read_ids(voc_root, "train_aug")[0]
     args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks)]
     code = main(["train-seg", *args, "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "o.pt")])
@@ -201,7 +203,7 @@ def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
 
 def test_global_batch_is_split_over_processes(voc_root, params_files, tmp_path):
     seg = {**load_params(params_files)["segmentation"], "batch_size": 10}
-    paths = dict(data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
+    paths = dict(data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=tmp_path)
     cfg = build_train_config(seg, 0, processes=2, **paths)
     assert cfg.train_dataloader.batch_size == 5 and cfg.launcher == "pytorch"  # mmengine wraps the model in DDP
     one = build_train_config(seg, 0, **paths)
@@ -214,7 +216,9 @@ def test_params_override_the_config(voc_root, params_files, tmp_path):
     seg = load_params(params_files)["segmentation"]
     weights = tmp_path / "tiny.pth"
     weights.write_bytes(b"")
-    cfg = build_train_config(seg, 7, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path, weights=weights)
+    cfg = build_train_config(
+        seg, 7, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=tmp_path, weights=weights
+    )
     assert cfg.train_cfg.max_iters == ITERS and cfg.param_scheduler[0].end == ITERS
     assert cfg.optim_wrapper.optimizer.lr == 0.01 and cfg.randomness.seed == 7
     assert cfg.model.data_preprocessor.size == (48, 48)
@@ -227,11 +231,13 @@ def test_params_override_the_config(voc_root, params_files, tmp_path):
 def test_mmseg_backbones_get_a_local_pretrained_init(voc_root, params_files, tmp_path):
     seg = {**load_params(params_files)["segmentation"], "config": "deeplabv2_r101_1xb10-20k_voc12pseudo-448x448.py"}
     with pytest.raises(InputError, match=r"segmentation.backbone: 'tiny', but deeplabv2_r101.* builds a resnet101"):
-        build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path)
+        build_train_config(seg, 0, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=tmp_path)
     seg["backbone"] = "resnet101"
     weights = tmp_path / "resnet101.pth"
     weights.write_bytes(b"")
-    cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "pseudo", work_dir=tmp_path, weights=weights)
+    cfg = build_train_config(
+        seg, 0, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=tmp_path, weights=weights
+    )
     assert cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(weights))
     assert "pretrained" not in cfg.model or cfg.model.pretrained is None  # nothing is downloaded
 
@@ -256,7 +262,7 @@ def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
     cmd = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
         *("-m", "ppcseg", "train-seg", *_params_args(params_files), "--threads", "1"),
-        *("--data", str(voc_root), "--masks", str(voc_root / "pseudo")),
+        *("--data", str(voc_root), "--masks", str(voc_root / "SegmentationClassAug")),
         *("--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "seg.pt"), "--log-file", str(tmp_path / "log")),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
@@ -273,7 +279,7 @@ def test_new_pseudo_masks_in_the_same_folder_train_afresh(voc_root, params_files
     import shutil
 
     masks = tmp_path / "masks"
-    shutil.copytree(voc_root / "pseudo", masks)
+    shutil.copytree(voc_root / "SegmentationClassAug", masks)
     work = tmp_path / "work"
     args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks), "--work-dir", str(work)]
     assert main(["train-seg", *args, "--out", str(tmp_path / "old.pt")]) == 0

@@ -1,26 +1,23 @@
-"""Shared test data for the CAM-inference, seed and refinement tests: a small generated VOC folder, oracle CAMs."""
+"""Helpers for tests that call stages in process: params, their argparse namespace, a stub CAM network, a run killed
+before its final rename."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from ppcseg.data.cams import save_cams
-from ppcseg.data.synthetic import make_synthetic_voc
-from ppcseg.data.voc import load_mask, read_class_labels, read_ids, voc_dirs
-
-REPO = Path(__file__).resolve().parents[2]
+from ppcseg.config import REPO_ROOT, load_params
 
 
 def default_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     """params.yaml with some sections updated (no schema validation: the tests build params directly)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     for section, values in overrides.items():
         if isinstance(values, dict):
             params[section] = {**params[section], **values}
@@ -29,33 +26,27 @@ def default_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def make_voc(root: Path, *, size: int = 48, train: int = 4, val: int = 2, extra: int = 2, seed: int = 0) -> Path:
-    return make_synthetic_voc(
-        root,
-        seed=seed,
-        image_size=size,
-        num_train=train,
-        num_val=val,
-        num_train_aug_extra=extra,
-        min_classes=1,
-        max_classes=2,
+def tiny_cam_params(**overrides: Any) -> dict[str, Any]:
+    """The `cam` section of params.yaml with tiny, fast settings."""
+    cam = copy.deepcopy(load_params([REPO_ROOT / "params.yaml"])["cam"])
+    cam.update(
+        backbone="tiny",
+        pretrained=False,
+        crop_size=48,
+        view2_size=32,
+        resize_long=[48, 72],
+        batch_size=4,
+        max_steps=12,
+        num_workers=0,
+        checkpoint_every=4,
+        lr=0.05,
     )
-
-
-def oracle_cams(root: Path, out: Path, split: str = "train_aug", noise: float = 0.0, seed: int = 0) -> None:
-    """CAMs from the SegmentationClassAug masks: 0.9 inside the class, 0.05 outside, plus uniform noise, clipped."""
-    rng = np.random.default_rng(seed)
-    labels = read_class_labels(root)
-    for image_id in read_ids(root, split):
-        gt = load_mask(voc_dirs(root)["masks_aug"] / f"{image_id}.png")
-        classes = labels[image_id]
-        cams = np.stack([np.where(gt == c, 0.9, 0.05) for c in classes]).astype(np.float32)
-        cams += noise * rng.uniform(-1, 1, cams.shape)
-        save_cams(out / f"{image_id}.npz", classes, np.clip(cams, 0, 1))
+    cam.update(overrides)
+    return cam
 
 
 def args(**kwargs: Any) -> argparse.Namespace:
-    return argparse.Namespace(threads=None, **kwargs)
+    return argparse.Namespace(**{"threads": None, "shard": None, **kwargs})
 
 
 class StubCamNet(nn.Module):
