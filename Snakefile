@@ -16,6 +16,7 @@ include: "workflow/rules/cam.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/shards.smk"
 
 
 rule all:
@@ -27,3 +28,5 @@ rule all:
 
 # After every rule is defined: rules whose inputs went missing are made to re-run (workflow/rules/integrity.smk).
 check_integrity()
+# Folders finished under another execution.shards are kept (workflow/rules/integrity.smk).
+adopt_shard_records()

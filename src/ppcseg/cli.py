@@ -39,7 +39,7 @@ STAGES: dict[str, str] = {
     "train-seg": "ppcseg.segment.train",
     "eval-seg": "ppcseg.segment.test",
     "export-predictions": "ppcseg.segment.export",
-    "merge-shards": "ppcseg.utils.shards",
+    "merge-shards": "ppcseg.workflow.merge_shards",
     "collect-results": "ppcseg.evaluation.collect",
     "report": "ppcseg.report.report",
     "export-dvc": "ppcseg.workflow.export_dvc",

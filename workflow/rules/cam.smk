@@ -46,9 +46,9 @@ rule infer_cam:
         manifest=MANIFEST,
         checkpoint="work/runs/{run}/cam/checkpoint.pt",
     output:
-        directory("work/runs/{run}/cam/cams"),
+        per_image_output("work/runs/{run}/cam/cams"),
     log:
-        "logs/runs/{run}/infer_cam.log",
+        per_image_log("infer_cam"),
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -58,10 +58,11 @@ rule infer_cam:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
+        shard=shard_arg,
         settings=settings("infer-cam"),
     shell:
         "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data:q} "
-        "--checkpoint {input.checkpoint:q} --out {output:q} --log-file {log:q}"
+        "--checkpoint {input.checkpoint:q} --out {output:q} {params.shard} --log-file {log:q}"
 
 
 rule eval_seeds:

@@ -49,6 +49,51 @@ def run_args(patterns):
     )
 
 
+# Shards of the per-image stages (execution.shards, K): with K > 1 each per-image rule runs as K jobs over disjoint
+# parts of the image list into temporary shard folders, and its `<rule>_merge` job (workflow/rules/shards.smk) joins
+# them into the folder the next stages read. Read here only: changing K re-runs nothing that is finished.
+SHARDS = config["execution"]["shards"]
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+def shard_folder(folder):
+    """The folder of shard `{shard}` of a per-image output folder."""
+    return f"{folder}.shard-{{shard}}-of-{SHARDS}"
+
+
+def per_image_output(folder):
+    """A per-image rule's output: its folder (K = 1) or, with K > 1, its temporary shard folder."""
+    if SHARDS == 1:
+        return directory(folder)
+    return temp(directory(shard_folder(folder)))
+
+
+def per_image_log(name):
+    """`logs/runs/{run}/<name>.log`, one per shard with K > 1."""
+    shard = "" if SHARDS == 1 else ".shard-{shard}"
+    return f"logs/runs/{{run}}/{name}{shard}.log"
+
+
+def final_rule(stage):
+    """The job writing the folder a per-image stage hands on: the stage itself (K = 1) or its merge."""
+    return stage if SHARDS == 1 else f"{stage}_merge"
+
+
+def stage_folder(stage):
+    """The `{run}` pattern of a per-image stage's folder (its rule's output, less the shard suffix)."""
+    out = RUN_WILDCARD.sub("{run}", str(getattr(rules, stage).output[0]))
+    return out.split(".shard-")[0]
+
+
+def shard_arg(wildcards, output):
+    """`--shard I/K` for a shard job, nothing with K = 1. A function of `output`, so Snakemake counts it as derived and
+    the finished folder's recorded params stay the same for every K."""
+    return f"--shard {wildcards.shard}/{SHARDS}" if SHARDS > 1 else ""
+
+
 # quoted: an overlay path with a space must stay one argument
 PARAMS_ARGS = " ".join(f"--params {shlex.quote(f)}" for f in PARAMS_FILES)
 

@@ -8,23 +8,17 @@ import re
 
 from snakemake.logging import logger
 
-from ppcseg.utils.per_image import missing_outputs, stage_outputs
+from ppcseg.utils.per_image import PER_IMAGE_STAGES, missing_outputs, stage_outputs
 from ppcseg.utils.errors import InputError
 from ppcseg.data.manifest import manifest_path, refresh_manifest
 from ppcseg.workflow.integrity import (
+    adopt_record,
     ensure_flags,
     rebuild_flag,
     request_rebuild,
 )
 
 MANIFEST = str(manifest_path(ROOT))
-# Per-image stages: output folder (per run) -> rule (the stage's name as in utils/per_image.py stage_outputs).
-PER_IMAGE_OUTPUTS = {
-    "work/runs/{run}/cam/cams": "infer_cam",
-    "work/runs/{run}/affinity/labels": "affinity_labels",
-    "work/runs/{run}/masks/random_walk": "random_walk",
-    "work/runs/{run}/masks/crf": "crf_masks",
-}
 
 
 def _existing(pattern):
@@ -81,10 +75,13 @@ def check_integrity():
                     f"{r.name}: its input {missing[0]} is missing: rebuilding it and what depends on it"
                 )
                 request_rebuild(flag, f"missing input {missing[0]}")
-    for pattern, rule_name in PER_IMAGE_OUTPUTS.items():
+    # Per-image folders, taken from the rules (workflow/rules/shards.smk: the stage's rule or its merge writes them).
+    for rule_name in PER_IMAGE_STAGES:
         for run in RUNS:
-            folder = pattern.replace("{run}", run)
-            if rule_name not in producers.values() or not os.path.isdir(folder):
+            folder = stage_folder(rule_name).replace("{run}", run)
+            if final_rule(rule_name) not in producers.values() or not os.path.isdir(
+                folder
+            ):
                 continue
             try:
                 lost = missing_outputs(folder, stage_outputs(rule_name, ROOT, config))
@@ -100,3 +97,27 @@ def check_integrity():
                     rebuild_flag(rule_name, run),
                     f"{len(lost)} file(s) missing in {folder}",
                 )
+
+
+def adopt_shard_records():
+    """Records of finished per-image folders written under another K become the current rule's (integrity.py)."""
+    if not workflow.is_main_process:
+        return
+    for stage in PER_IMAGE_STAGES:
+        producer = getattr(rules, final_rule(stage)).rule
+        for run in RUNS:
+            folder = stage_folder(stage).replace("{run}", run)
+            shards = (
+                []
+                if SHARDS == 1
+                else expand(shard_folder(folder), shard=range(1, SHARDS + 1))
+            )
+            if os.path.isdir(folder) and adopt_record(
+                folder,
+                {stage, f"{stage}_merge"},
+                producer.name,
+                producer.shellcmd,
+                f"{folder}.shard-",
+                shards,
+            ):
+                logger.info(f"{folder}: finished with another execution.shards; kept")

@@ -15,9 +15,9 @@ rule affinity_labels:
         manifest=MANIFEST,
         cams="work/runs/{run}/cam/cams",
     output:
-        directory("work/runs/{run}/affinity/labels"),
+        per_image_output("work/runs/{run}/affinity/labels"),
     log:
-        "logs/runs/{run}/affinity_labels.log",
+        per_image_log("affinity_labels"),
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -26,10 +26,11 @@ rule affinity_labels:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
+        shard=shard_arg,
         settings=settings("affinity-labels"),
     shell:
         "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
-        "--out {output:q} --log-file {log:q}"
+        "--out {output:q} {params.shard} --log-file {log:q}"
 
 
 AFFINITY_WEIGHTS = backbone_weights(
@@ -79,9 +80,9 @@ rule random_walk:
         cams="work/runs/{run}/cam/cams",
         checkpoint="work/runs/{run}/affinity/checkpoint.pt",
     output:
-        directory("work/runs/{run}/masks/random_walk"),
+        per_image_output("work/runs/{run}/masks/random_walk"),
     log:
-        "logs/runs/{run}/random_walk.log",
+        per_image_log("random_walk"),
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -91,10 +92,11 @@ rule random_walk:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
+        shard=shard_arg,
         settings=settings("random-walk"),
     shell:
         "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
-        "--checkpoint {input.checkpoint:q} --out {output:q} --log-file {log:q}"
+        "--checkpoint {input.checkpoint:q} --out {output:q} {params.shard} --log-file {log:q}"
 
 
 rule crf_masks:
@@ -105,9 +107,9 @@ rule crf_masks:
         manifest=MANIFEST,
         cams="work/runs/{run}/cam/cams",
     output:
-        directory("work/runs/{run}/masks/crf"),
+        per_image_output("work/runs/{run}/masks/crf"),
     log:
-        "logs/runs/{run}/crf_masks.log",
+        per_image_log("crf_masks"),
     conda:
         "../../envs/ppcseg.yaml"
     threads: 8
@@ -116,10 +118,11 @@ rule crf_masks:
         runtime=scaled(600, 30),
     params:
         params_files=params_args,
+        shard=shard_arg,
         settings=settings("crf-masks"),
     shell:
         "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
-        "--out {output:q} --log-file {log:q}"
+        "--out {output:q} {params.shard} --log-file {log:q}"
 
 
 rule eval_masks:

@@ -25,6 +25,8 @@ from ppcseg.utils.progress import progress
 from ppcseg.utils.shards import Shard, write_manifest
 
 FINGERPRINT = ".ppcseg-partial.json"
+# The per-image stages of the pipeline, by rule name (the workflow shards these and checks their folders).
+PER_IMAGE_STAGES: tuple[str, ...] = ("infer_cam", "affinity_labels", "random_walk", "crf_masks")
 log = logging.getLogger("ppcseg")
 
 
