@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ppcseg.cam import infer
 from ppcseg.cli import main
@@ -170,3 +171,14 @@ def test_merge_replaces_an_old_folder_whole(shard_folders, tmp_path):
     assert main(["merge-shards", "--out", str(out), *map(str, shard_folders)]) == 0
     assert "old.png" not in _files(out) and len(_files(out)) == 7
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, "2"])
+def test_params_refuse_a_shard_count_below_one_or_not_an_integer(tmp_path, value):
+    from ppcseg.config import REPO_ROOT, load_params
+    from ppcseg.utils.errors import ParamsError
+
+    overlay = tmp_path / "k.yaml"
+    overlay.write_text(yaml.safe_dump({"execution": {"shards": value}}))
+    with pytest.raises(ParamsError, match=r"execution\.shards"):
+        load_params([REPO_ROOT / "params.yaml", overlay])
