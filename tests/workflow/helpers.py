@@ -65,6 +65,37 @@ def snakemake(cwd: Path, *args: str, timeout: float = HANG_GUARD_S, check: bool 
     return run([str(BIN / "snakemake"), *args], cwd, timeout=timeout, check=check)
 
 
+def snakemake_jobs(output: str) -> list[dict[str, str]]:
+    """The jobs Snakemake lists in its output, a dry run's or a real run's: one dict per "rule NAME:" (or localrule,
+    checkpoint) block, {"rule": NAME} plus the block's indented "field: value" lines (output, wildcards, resources...).
+    Tests read rule names from here, never by searching the raw text, where they also match file names."""
+    jobs: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for line in output.splitlines():
+        head = line.split()
+        if len(head) == 2 and head[0] in ("rule", "localrule", "checkpoint") and head[1].endswith(":"):
+            current = {"rule": head[1][:-1]}
+            jobs.append(current)
+        elif current is not None and line.startswith("    ") and ": " in line:
+            field, value = line.strip().split(": ", 1)
+            current.setdefault(field, value)
+        else:
+            current = None
+    return jobs
+
+
+def planned_rules(repo: Path, *args: str) -> set[str]:
+    """The rules of the jobs `snakemake -n *args` would run in `repo` (empty when nothing is to be done)."""
+    return {job["rule"] for job in snakemake_jobs(snakemake(repo, "-n", *args).stdout)}
+
+
+def dry_run_rules(*configfiles: str, repo: Path = REPO, forceall: bool = True) -> set[str]:
+    """The rules of the jobs towards results/voc_miou.csv with these params overlays (all of the DAG with forceall)."""
+    return planned_rules(
+        repo, "results/voc_miou.csv", *(["--forceall"] if forceall else []), "--configfile", *configfiles
+    )
+
+
 def timed(fn, *args, **kwargs):
     start = time.monotonic()
     result = fn(*args, **kwargs)

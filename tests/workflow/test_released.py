@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.test_routes import dry_run_rules
+from tests.workflow.helpers import dry_run_rules
 
 pytestmark = pytest.mark.workflow
 

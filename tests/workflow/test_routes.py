@@ -9,21 +9,20 @@ import pytest
 import yaml
 
 from tests.timing import HANG_GUARD_S
-from tests.workflow.helpers import BIN, DEMO, DEMO_TARGETS, REPO, run, scratch_repo, snakemake
+from tests.workflow.helpers import (
+    BIN,
+    DEMO,
+    DEMO_TARGETS,
+    REPO,
+    dry_run_rules,
+    run,
+    scratch_repo,
+    snakemake,
+    snakemake_jobs,
+)
 
 pytestmark = pytest.mark.workflow
 SEAM_MASKS = {"affinity_labels", "train_affinity", "random_walk"}
-
-
-def dry_run_rules(*configfiles: str, repo=REPO, forceall=True) -> set[str]:
-    """The rules of the jobs a dry run would run (all of the DAG with forceall)."""
-    proc = snakemake(
-        repo, "results/voc_miou.csv", "-n", *(["--forceall"] if forceall else []), "--configfile", *configfiles
-    )
-    if "Job stats:" not in proc.stdout:
-        return set()
-    lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()
-    return {line.split()[0] for line in lines[3:] if line.strip()}
 
 
 @pytest.mark.parametrize(
@@ -61,22 +60,17 @@ def test_export_dvc_follows_the_route(tmp_path):
     overlay = "config/routes/eps_ppc.yaml"
     run([str(BIN / "ppcseg"), "export-dvc", "--params", "params.yaml", "--params", overlay, "--out", str(out)], REPO)
     stages = yaml.safe_load(out.read_text())["stages"]
-    assert "crf_masks" in stages and not SEAM_MASKS & set(stages)
+    # DVC stages of a run's rules are named <rule>_<run>; the default runs: [0]
+    assert "crf_masks_0" in stages and not {f"{rule}_0" for rule in SEAM_MASKS} & set(stages)
     # The overlay's keys are DVC params of the stages that read them, so editing the overlay re-runs them.
-    train_cam_params = stages["train_cam"]["params"]
-    assert {overlay: ["cam"]} in train_cam_params or any(isinstance(p, dict) and overlay in p for p in train_cam_params)
-    assert "--saliency" in stages["train_cam"]["cmd"]
+    train_cam_params = stages["train_cam_0"]["params"]
+    assert [p for p in train_cam_params if isinstance(p, dict)] == [{overlay: ["cam"]}]
+    assert "--saliency" in stages["train_cam_0"]["cmd"]
 
 
 def read_results(repo):
     with open(repo / "results/voc_miou.csv") as f:
         return {row["stage"]: row for row in csv.DictReader(f)}
-
-
-def jobs_run(proc) -> set[str]:
-    """Rules of the jobs a Snakemake run executed, from its log ("rule NAME:" / "localrule NAME:" lines)."""
-    lines = (proc.stdout + proc.stderr).splitlines()
-    return {line.split()[-1].rstrip(":") for line in lines if line.startswith(("rule ", "localrule "))}
 
 
 # The demo on each route in turn, as a user switches: params overlays only. Paper-scale keys of config/routes/*.yaml
@@ -102,7 +96,7 @@ def test_demo_switches_through_every_route(tmp_path):
         (repo / f"route_{route}.yaml").write_text(yaml.safe_dump(overlay))
         configs = ["config/demo.yaml", f"route_{route}.yaml"]
         proc = snakemake(repo, *DEMO_TARGETS, "--cores", "2", "--configfile", *configs, timeout=HANG_GUARD_S)
-        ran = jobs_run(proc)
+        ran = {job["rule"] for job in snakemake_jobs(proc.stdout + proc.stderr)}
         assert "train_cam" in ran and not ran & {"make_synthetic_voc", "pretrain_backbone"}, (route, ran)
         rows = results[route] = read_results(repo)
         assert {"seed", "mask", "segmentation", "segmentation-msf-crf"} <= set(rows)

@@ -10,7 +10,17 @@ import pytest
 import yaml
 
 from ppcseg.workflow.stage_deps import code_files, params_keys, stage_modules
-from tests.workflow.helpers import BIN, DEMO, DEMO_TARGETS, REPO, run, scratch_repo, snakemake
+from tests.workflow.helpers import (
+    BIN,
+    DEMO,
+    DEMO_TARGETS,
+    REPO,
+    planned_rules,
+    run,
+    scratch_repo,
+    snakemake,
+    snakemake_jobs,
+)
 
 pytestmark = pytest.mark.workflow
 SRC = REPO / "src"
@@ -72,14 +82,10 @@ def test_every_stage_declares_its_params_keys():
 
 def job_outputs(repo: Path) -> dict[str, list[str]]:
     """rule -> its jobs' outputs, from a forced dry run of the demo."""
-    out = snakemake(repo, *DEMO_TARGETS, "-n", "--forceall", *DEMO).stdout
     outputs: dict[str, list[str]] = {}
-    rule = None
-    for line in out.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[-1].rstrip(":")
-        elif line.startswith("    output: ") and rule:
-            outputs.setdefault(rule, []).extend(f.strip() for f in line[len("    output: ") :].split(","))
+    for job in snakemake_jobs(snakemake(repo, *DEMO_TARGETS, "-n", "--forceall", *DEMO).stdout):
+        if "output" in job:
+            outputs.setdefault(job["rule"], []).extend(f.strip() for f in job["output"].split(","))
     return outputs
 
 
@@ -88,8 +94,7 @@ def rules_to_rerun(repo: Path, outputs: dict[str, list[str]]) -> set[str]:
     others not allowed, so an upstream job that must re-run does not hide a rule's own reason."""
     rerun = set()
     for rule, files in outputs.items():
-        proc = snakemake(repo, *files, "-n", "--allowed-rules", rule, *DEMO)
-        if "Nothing to be done" not in proc.stdout:
+        if planned_rules(repo, *files, "--allowed-rules", rule, *DEMO):
             rerun.add(rule)
     return rerun
 
@@ -108,7 +113,7 @@ def up_to_date_demo(tmp_path_factory):
             else:
                 path.mkdir(parents=True, exist_ok=True)
     snakemake(repo, *DEMO_TARGETS, "--touch", "--cores", "1", *DEMO)
-    assert "Nothing to be done" in snakemake(repo, *DEMO_TARGETS, "-n", *DEMO).stdout
+    assert planned_rules(repo, *DEMO_TARGETS, *DEMO) == set()
     return repo, outputs
 
 
