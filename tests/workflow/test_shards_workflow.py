@@ -11,21 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.helpers import DEMO, DEMO_TARGETS, REPO, snakemake
+from tests.workflow.helpers import DEMO, DEMO_TARGETS, REPO, snakemake, snakemake_jobs
 
 pytestmark = pytest.mark.workflow
 PER_IMAGE = ("infer_cam", "affinity_labels", "random_walk")  # the demo's (SEAM route) per-image stages
 
 
 def planned_jobs(repo: Path, *overlays: str, forceall: bool = False) -> Counter:
-    """rule -> number of jobs that `snakemake -n` plans for the demo (its job-stats table)."""
+    """rule -> number of jobs that `snakemake -n` plans for the demo."""
     args = ["-n", *(["--forceall"] if forceall else []), *DEMO, *overlays]
-    proc = snakemake(repo, *DEMO_TARGETS, *args)
-    if "Job stats:" not in proc.stdout:
-        assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
-        return Counter()
-    lines = proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:]
-    return Counter({line.split()[0]: int(line.split()[1]) for line in lines if line.strip()})
+    return Counter(job["rule"] for job in snakemake_jobs(snakemake(repo, *DEMO_TARGETS, *args).stdout))
 
 
 def overlay(repo: Path, name: str, values: dict) -> str:
