@@ -14,8 +14,9 @@ import time
 import numpy as np
 from hardware import hardware
 
+from ppcseg.data.cams import seed_prediction
 from ppcseg.evaluation.miou import ConfusionMatrix
-from ppcseg.evaluation.seeds import seed_prediction, sweep_confusion, sweep_thresholds
+from ppcseg.evaluation.seeds import sweep_confusion, sweep_thresholds
 
 
 def make_images(count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

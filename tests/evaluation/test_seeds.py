@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from ppcseg.data.cams import save_cams
+from ppcseg.data.cams import save_cams, seed_prediction
 from ppcseg.data.voc import NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.evaluation import seeds
 from ppcseg.evaluation.miou import ConfusionMatrix, iou_from_confusion, mean_iou
-from ppcseg.evaluation.seeds import seed_prediction, sweep_confusion, sweep_thresholds
+from ppcseg.evaluation.seeds import sweep_confusion, sweep_thresholds
 from ppcseg.utils.errors import InputError
-from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+from tests.stages import args, default_params
+from tests.tinyvoc import make_voc, oracle_cams
 
 torch.set_num_threads(1)
 

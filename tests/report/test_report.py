@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ppcseg.data.cams import save_cams
 from ppcseg.data.voc import CLASSES, read_class_labels, read_ids
 from ppcseg.report import report
-from tests.refine.helpers import args, default_params, make_voc, oracle_cams
+from ppcseg.utils.errors import InputError
+from tests.stages import args, default_params
+from tests.tinyvoc import make_voc, oracle_cams
 
 STAGES = [("seed", "train"), ("mask", "train"), ("segmentation", "val"), ("segmentation-msf-crf", "val")]
 
@@ -176,6 +179,23 @@ def test_overlays_have_a_row_per_image(tmp_path):
     assert abs(three.size[0] - one.size[0]) < 0.05 * one.size[0]  # same six columns
     assert three.size[1] > 2.5 * one.size[1]
     assert report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", [], 0.26, {}) is None
+
+
+def test_overlays_read_cams_through_the_format_checks(tmp_path):
+    """The report reads CAM files as every other stage does: a file for the wrong image or size stops it, named."""
+    root = make_voc(tmp_path / "VOC2012", train=3)
+    oracle_cams(root, tmp_path / "cams", split="train")
+    labels = read_class_labels(root)
+    first, second = [i for i in read_ids(root, "train") if labels.get(i)][:2]
+    wrong = np.zeros((1 + len(labels[first]), 48, 48), np.float32)  # one class too many
+    save_cams(
+        tmp_path / "cams" / f"{first}.npz", sorted({*labels[first], 20 if 20 not in labels[first] else 19}), wrong
+    )
+    with pytest.raises(InputError, match=f"{first}.npz: CAM for class"):
+        report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", [first], 0.26, {})
+    save_cams(tmp_path / "cams" / f"{second}.npz", labels[second], np.zeros((len(labels[second]), 40, 48)))
+    with pytest.raises(InputError, match=f"{second}.npz: CAM size"):
+        report.overlay_figure(root, tmp_path / "cams", tmp_path / "masks", [second], 0.26, {})
 
 
 def test_seed_curve_marks_the_fixed_and_the_best_threshold(tmp_path):

@@ -81,6 +81,13 @@ def channel_labels(classes: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.asarray(classes, dtype=np.int64)])
 
 
+def seed_prediction(classes: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
+    """Seed of one image: argmax over [threshold, CAMs] (K+1, H, W) in float32, mapped to VOC indices (ties go to the
+    background, then to the lower class)."""
+    scores = np.concatenate([np.full((1, *cams.shape[1:]), threshold, dtype=np.float32), cams.astype(np.float32)])
+    return channel_labels(classes)[np.argmax(scores, axis=0)]
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> ImageNet-normalised float (3, H, W), the input the CAM network was trained on."""
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).div_(255.0)

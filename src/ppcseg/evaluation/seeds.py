@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ppcseg.data.cams import channel_labels, load_cams
+from ppcseg.data.cams import load_cams
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
 from ppcseg.evaluation.miou import iou_from_confusion, mean_iou
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
@@ -54,12 +54,6 @@ def sweep_thresholds(start: float, stop: float, step: float) -> np.ndarray:
         raise InputError(f"seeds.sweep: [{start}, {stop}, {step}] gives {span:.3g} thresholds, at most {MAX_SWEEP}")
     count = round(span) if abs(span - round(span)) < 1e-6 else math.ceil(span)
     return np.round(start + step * np.arange(count), 10)
-
-
-def seed_prediction(classes: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
-    """Reference seed of one image: argmax over [t, CAMs] (K+1, H, W) in float32, mapped to VOC indices."""
-    scores = np.concatenate([np.full((1, *cams.shape[1:]), threshold, dtype=np.float32), cams.astype(np.float32)])
-    return channel_labels(classes)[np.argmax(scores, axis=0)]
 
 
 def sweep_confusion(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ppcseg.data.cams import channel_labels
+from ppcseg.data.cams import load_cams, seed_prediction
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
@@ -169,15 +169,15 @@ def overlay_figure(
         "prediction",
         "ground truth",
     ]
+    labels = read_class_labels(root)
     fig, axes = plt.subplots(len(image_ids), len(columns), figsize=(2.2 * len(columns), 2.2 * len(image_ids)))
     axes = np.atleast_2d(axes)
     for r, image_id in enumerate(image_ids):
         image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
-        data = np.load(cams_dir / f"{image_id}.npz")
-        classes, cams = data["classes"], data["cams"].astype(np.float32)
+        # the format's own checks: a stale or foreign CAM file fails here, naming it, as in every other consumer
+        classes, cams = load_cams(cams_dir, image_id, labels[image_id], image.shape[:2])
         heat = cams.max(axis=0) if len(cams) else np.zeros(image.shape[:2], np.float32)
-        scores = np.concatenate([np.full((1, *image.shape[:2]), bg_threshold, np.float32), cams])
-        seed = channel_labels(classes)[scores.argmax(axis=0)].astype(np.uint8)
+        seed = seed_prediction(classes, cams, bg_threshold).astype(np.uint8)
         mask_path = masks_dir / f"{image_id}.png"
         pseudo = load_mask(mask_path) if mask_path.is_file() else np.zeros_like(seed)
         gt = load_mask(voc_dirs(root)["masks"] / f"{image_id}.png")
