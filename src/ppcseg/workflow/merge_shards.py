@@ -22,6 +22,9 @@ from ppcseg.utils.shards import MANIFEST, parse_shard
 
 # merge-shards reads no params: the shard manifests carry everything it checks.
 PARAMS_KEYS: tuple[str, ...] = ()
+# Not outputs of a stage: the manifest, and the marker Snakemake leaves in every directory output (it writes its own
+# into the merged folder).
+NOT_OUTPUTS = {MANIFEST, ".snakemake_timestamp"}
 log = logging.getLogger("ppcseg")
 
 
@@ -69,7 +72,9 @@ def plan_merge(folders: list[Path]) -> dict[str, Path]:
                 raise InputError(f"{name}: written by two shards, {sources[name].parent} and {folder}")
             sources[name] = folder / name
         listed = set(manifest["files"])
-        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+        present = {
+            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name not in NOT_OUTPUTS
+        }
         if gone := sorted(listed - present):
             raise InputError(f"{folder}: {len(gone)} listed file(s) missing, e.g. {folder / gone[0]}")
         if extra := sorted(present - listed):
