@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from torch.utils.data import DataLoader
 from ppcseg.cam.dataset import CamTrainSet
 from ppcseg.data.voc import read_ids, voc_dirs
 from ppcseg.models.cam_net import CamNet, build_cam_net, cam_net_meta
-from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
+from ppcseg.utils.checkpoint import save_checkpoint
 from ppcseg.utils.distributed import (
     DistInfo,
     all_gather_nograd,
@@ -45,13 +44,13 @@ from ppcseg.utils.distributed import (
     shutdown_distributed,
 )
 from ppcseg.utils.errors import InputError, refuse_non_finite_loss
-from ppcseg.utils.io import atomic_path, stat_fingerprint
+from ppcseg.utils.optim import poly_lr, poly_sgd, set_lr
 from ppcseg.utils.progress import progress
 from ppcseg.utils.runtime import add_seed_argument
+from ppcseg.utils.training import LossCurve, RunStates, input_fingerprints, weights_input
 
 PARAMS_KEYS: tuple[str, ...] = ("cam",)
 SPLIT = "train_aug"
-STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 log = logging.getLogger("ppcseg")
 
 
@@ -187,24 +186,18 @@ def loss_columns(cam: dict[str, Any]) -> list[str]:
 
 
 def make_optimizer(net: CamNet, cam: dict[str, Any]) -> torch.optim.SGD:
-    # [quirk] the official PolyOptimizer passes weight decay where SGD expects momentum: momentum 5e-4.
-    momentum = 0.9 if cam["fix_sgd_momentum"] else cam["weight_decay"]
-    return torch.optim.SGD(
-        net.param_groups(cam["lr"], cam["weight_decay"]), lr=cam["lr"], momentum=momentum, weight_decay=0.0
-    )
+    groups = net.param_groups(cam["lr"], cam["weight_decay"])
+    return poly_sgd(groups, cam["lr"], cam["weight_decay"], fix_momentum=cam["fix_sgd_momentum"])
 
 
 def set_poly_lr(optimizer: torch.optim.Optimizer, cam: dict[str, Any], step: int, max_steps: int) -> float:
-    """lr_t = lr0 * (1 - t / T) ** power for every group (times its multiplier); returns the base lr.
+    """The poly lr of step `step` on every group; returns the base lr.
 
-    T is `cam.poly_steps`, or the training length `max_steps` when that is 0. Past T the lr keeps its last value, as
-    the official PolyOptimizer does (the EPS + PPC run trains 20 000 steps on a 19 830-step schedule).
+    The schedule is `cam.poly_steps` long, or the training length `max_steps` when that is 0 (the EPS + PPC run
+    trains 20 000 steps on a 19 830-step schedule).
     """
     horizon = cam["poly_steps"] or max_steps
-    lr = cam["lr"] * (1 - min(step, horizon - 1) / horizon) ** cam["poly_power"]
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_mult"]
-    return lr
+    return set_lr(optimizer, poly_lr(cam["lr"], step, horizon, cam["poly_power"]))
 
 
 def total_steps(cam: dict[str, Any], n_images: int) -> int:
@@ -224,73 +217,23 @@ def run_meta(cam: dict[str, Any], seed: int, max_steps: int, n_images: int) -> d
     return cam_net_meta(cam) | {"seed": seed, "max_steps": max_steps, "num_images": n_images}
 
 
-def input_fingerprints(
-    root: Path, ids: list[str], saliency_dir: Path | None, weights: Path | None
-) -> dict[str, str | None]:
+def run_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a state must share with this run to be resumed: the run meta without the execution-only settings."""
+    return meta | {"cam_params": {k: v for k, v in meta["cam_params"].items() if k not in EXECUTION_ONLY}}
+
+
+def run_inputs(root: Path, ids: list[str], saliency_dir: Path | None, weights: Path | None) -> dict[str, str | None]:
     """Names, sizes and mtimes of what training reads, so that a saved state is resumed only on the same inputs.
 
     A re-run on new data in the same folders (same paths, new contents) must start over, not resume or return the
     finished run of the old data.
     """
     dirs = voc_dirs(root)
-    images = [dirs["images"] / f"{image_id}.jpg" for image_id in ids] + [dirs["labels"]]
-    return {
-        "images": stat_fingerprint(images, root),
-        "saliency": None
-        if saliency_dir is None
-        else stat_fingerprint([saliency_dir / f"{i}.png" for i in ids], saliency_dir),
-        "weights": None if weights is None else stat_fingerprint([weights], weights.parent),
-    }
-
-
-def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def strip(meta: dict[str, Any]) -> dict[str, Any]:
-        cam = {k: v for k, v in meta.get("cam_params", {}).items() if k not in EXECUTION_ONLY}
-        return meta | {"cam_params": cam}
-
-    return strip(a) == strip(b)
-
-
-def latest_state(state_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The newest loadable state of this very run (same meta); unreadable or foreign states are skipped."""
-    if not state_dir.is_dir():
-        return None
-    names = sorted((p.name for p in state_dir.iterdir() if STATE_PATTERN.match(p.name)), reverse=True)
-    for name in names:
-        try:
-            state = load_checkpoint(state_dir / name)
-        except InputError as err:
-            log.warning("skipping state %s: %s", name, err)
-            continue
-        if not _same_run(state["meta"], meta):
-            log.warning("%s: state of a run with other settings or inputs; starting from scratch", state_dir / name)
-            return None
-        if "loss_rows" not in state:  # written before states kept the loss curve, which could not be completed
-            log.warning("%s: state without the loss rows of its steps; starting from scratch", state_dir / name)
-            return None
-        return state
-    return None
-
-
-def save_state(
-    state_dir: Path, step: int, net: CamNet, optimizer: torch.optim.Optimizer, meta: dict, loss_rows: list[str]
-) -> None:
-    """Write state_<step>.pt atomically, then drop older states.
-
-    The loss CSV's rows so far travel in the state: Snakemake deletes an interrupted job's outputs, the CSV included,
-    so the resumed run rewrites the curve of the whole run from them.
-    """
-    path = state_dir / f"state_{step:08d}.pt"
-    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "loss_rows": loss_rows}
-    save_checkpoint(path, state, meta)
-    for old in state_dir.iterdir():
-        if STATE_PATTERN.match(old.name) and old.name != path.name:
-            old.unlink(missing_ok=True)
-
-
-def write_loss_csv(path: Path, columns: list[str], rows: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join([",".join(columns), *rows]) + "\n")
+    return input_fingerprints(
+        images=([dirs["images"] / f"{image_id}.jpg" for image_id in ids] + [dirs["labels"]], root),
+        saliency=None if saliency_dir is None else ([saliency_dir / f"{i}.png" for i in ids], saliency_dir),
+        weights=weights_input(weights),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- run
@@ -311,7 +254,6 @@ def train(
 ) -> None:
     """Train (or resume) and write the final checkpoint. `stop_after` ends early after that many steps (tests)."""
     info = info or DistInfo(0, 1, 0, torch.device("cpu"))
-    state_dir, loss_csv = Path(state_dir), Path(loss_csv)
     if cam["method"] == "eps" and saliency_dir is None:
         raise InputError("cam.method is eps: the saliency maps folder (--saliency) is required")
     if cam["ppc"] and cam["view2_scale"] is not None:
@@ -323,7 +265,7 @@ def train(
     max_steps = total_steps(cam, len(ids))
     mine = local_slice(cam["batch_size"], info)
     meta = run_meta(cam, seed, max_steps, len(ids))
-    meta["inputs"] = input_fingerprints(
+    meta["inputs"] = run_inputs(
         Path(root),
         ids,
         Path(saliency_dir) if cam["method"] == "eps" else None,
@@ -335,25 +277,15 @@ def train(
     net.train()
     optimizer = make_optimizer(net, cam)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    start = 0
-    loss_rows: list[str] = []
-    state = latest_state(state_dir, meta)
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        loss_rows = list(state["loss_rows"])
-        log.info("resuming from %s at step %d of %d", state_dir, start, max_steps)
-    columns = ["step", "lr", "total", *loss_columns(cam)]
-    if info.is_main:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        write_loss_csv(loss_csv, columns, loss_rows)
+    # dropout and PPC sampling are reseeded every step, so the states need no RNG
+    states = RunStates(state_dir, run_identity(meta), "train-cam", info.device, keep_rng=False)
+    start, loss_rows = states.resume(net, optimizer, max_steps)
+    curve = LossCurve(["step", "lr", "total", *loss_columns(cam)], loss_rows)
 
     end = max_steps if stop_after is None else min(max_steps, start + stop_after)
     schedule = [global_batch_keys(step, len(ids), cam["batch_size"], seed)[mine] for step in range(start, end)]
     loader = DataLoader(dataset, batch_sampler=schedule, num_workers=cam["num_workers"])
     log_every = max(1, (end - start) // 20)
-    csv_handle = open(loss_csv, "a", newline="") if info.is_main else None  # closed in finally
     try:
         for step, batch in zip(range(start, end), progress(loader, total=end - start, desc="train-cam"), strict=True):
             lr = set_poly_lr(optimizer, cam, step, max_steps)
@@ -374,18 +306,15 @@ def train(
 
             logged = mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, info.device)
             refuse_non_finite_loss(step + 1, logged, "total")  # every rank sees the same mean
-            if csv_handle is not None:
-                row = ",".join([str(step), f"{lr:.8g}"] + [f"{logged[c]:.6g}" for c in columns[2:]])
-                loss_rows.append(row)
-                csv_handle.write(row + "\n")
-                csv_handle.flush()
+            if info.is_main:
+                curve.append(step, lr, [logged[c] for c in curve.columns[2:]])
                 if (step + 1) % log_every == 0:
                     log.info("step %d/%d lr %.3g loss %.4f", step + 1, max_steps, lr, logged["total"])
-            if info.is_main and ((step + 1) % cam["checkpoint_every"] == 0 or step + 1 == max_steps):
-                save_state(state_dir, step + 1, net, optimizer, meta, loss_rows)
-    finally:
-        if csv_handle is not None:
-            csv_handle.close()
+                if (step + 1) % cam["checkpoint_every"] == 0 or step + 1 == max_steps:
+                    states.save(step + 1, net, optimizer, curve.rows)
+    finally:  # also after a failed step: the curve shows the steps that led to it
+        if info.is_main:
+            curve.write(loss_csv)
     if info.is_main and end == max_steps:
         save_checkpoint(out, {"model": net.state_dict()}, meta)
         log.info("wrote %s after %d steps", out, max_steps)

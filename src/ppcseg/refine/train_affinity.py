@@ -14,10 +14,8 @@ augmentation are functions of seed, epoch and index; the torch RNG states are sa
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +29,11 @@ from torch.utils.data import DataLoader, Dataset
 from ppcseg.data.cams import to_tensor
 from ppcseg.data.voc import NUM_CLASSES, load_image, load_mask, read_ids, voc_dirs
 from ppcseg.refine.affinity_net import AffinityNet, build_affinity_net, pair_affinity, pair_indices, save_affinity_net
-from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError, refuse_non_finite_loss
-from ppcseg.utils.io import stat_fingerprint, write_text
-from ppcseg.utils.optim import poly_param_groups
+from ppcseg.utils.optim import poly_lr, poly_param_groups, poly_sgd, set_lr
 from ppcseg.utils.progress import progress
 from ppcseg.utils.runtime import add_seed_argument
+from ppcseg.utils.training import LossCurve, RunStates, input_fingerprints, weights_input
 
 PARAMS_KEYS: tuple[str, ...] = (
     "cam.backbone", "cam.fix_sgd_momentum", "cam.num_workers", "cam.checkpoint_every", "affinity",
@@ -160,20 +157,26 @@ def param_groups(net: AffinityNet, lr: float, weight_decay: float) -> list[dict[
     return poly_param_groups(net, list(net.new_layers()), lr, weight_decay)
 
 
-def poly_lr(base: float, step: int, max_steps: int) -> float:
-    return base * (1 - step / max_steps) ** POLY_POWER
+@dataclass
+class AffinityRun:
+    """One training run as `build` makes it, before any state is resumed."""
+
+    cfg: dict[str, Any]
+    cam: dict[str, Any]
+    seed: int
+    net: AffinityNet
+    optimizer: torch.optim.SGD
+    dataset: AffinityDataset
+    src: torch.Tensor
+    dst: torch.Tensor
+    steps_per_epoch: int
+    max_steps: int
+    device: torch.device
+    states: RunStates
 
 
-def _loss_csv(rows: list[list[float]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOSS_COLUMNS)
-    for row in rows:
-        writer.writerow([int(row[0]), *(f"{v:.6g}" for v in row[1:])])
-    return buffer.getvalue()
-
-
-def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+def build(args: argparse.Namespace, params: dict[str, Any]) -> AffinityRun:
+    """Check the inputs; make the network (seeded), optimiser, dataset, pairs and the run's state folder."""
     cfg, cam = params["affinity"], params["cam"]
     seed = args.seed
     root, labels_dir = Path(args.data), Path(args.labels)
@@ -187,42 +190,28 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         raise InputError(f"affinity.batch_size: {batch} is larger than {SPLIT} ({len(ids)} images)")
     max_steps = steps_per_epoch * cfg["epochs"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    momentum = 0.9 if cam["fix_sgd_momentum"] else cfg["weight_decay"]  # [quirk] argument-order bug: 5e-4
 
     torch.manual_seed(seed)
     net = build_affinity_net(cam["backbone"], args.weights).to(device).train()
-    optimizer = torch.optim.SGD(param_groups(net, cfg["lr"], cfg["weight_decay"]), lr=cfg["lr"], momentum=momentum)
-    settings = json.dumps(
-        {
-            "seed": seed,
-            "backbone": cam["backbone"],
-            "affinity": cfg,
-            "momentum": momentum,
-            "weights": str(args.weights),
-            # a resumed run must train on the same la/ha maps
-            "labels": stat_fingerprint((labels_dir / s / f"{i}.png" for i in ids for s in ("la", "ha")), labels_dir),
-        },
-        sort_keys=True,
-    )
-    state_path = Path(args.state_dir) / "state.pt"
-    step, rows = 0, []
-    if state_path.is_file():
-        state = load_checkpoint(state_path, expect={"arch": "affinitynet-state"})
-        if state["meta"].get("settings") == settings:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            if "cuda_rng" in state and device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda_rng"])
-            step, rows = int(state["step"]), [list(r) for r in state["rows"]]
-            log.info("train-affinity: resuming from %s at step %d/%d", state_path, step, max_steps)
-        else:
-            log.warning("train-affinity: %s was written with other settings; starting over", state_path)
+    groups = param_groups(net, cfg["lr"], cfg["weight_decay"])
+    optimizer = poly_sgd(groups, cfg["lr"], cfg["weight_decay"], fix_momentum=cam["fix_sgd_momentum"])
+    identity = {
+        "seed": seed,
+        "backbone": cam["backbone"],
+        "affinity": cfg,
+        "fix_sgd_momentum": cam["fix_sgd_momentum"],
+        # a resumed run must train on the same images, la/ha maps and weights
+        "inputs": input_fingerprints(
+            images=([voc_dirs(root)["images"] / f"{i}.jpg" for i in ids], root),
+            labels=([labels_dir / s / f"{i}.png" for i in ids for s in ("la", "ha")], labels_dir),
+            weights=weights_input(args.weights),
+        ),
+    }
+    # dropout draws from the global generator: the states keep it
+    states = RunStates(args.state_dir, identity, "train-affinity", device, keep_rng=True)
 
-    dataset = AffinityDataset(root, labels_dir, ids, cfg["crop_size"], seed)
     feat = cfg["crop_size"] // STRIDE
     src, dst = pair_indices(cfg["radius"], feat, feat, all_pairs=cfg["fix_pair_region"])
-    src, dst = src.to(device), dst.to(device)
     log.info(
         "train-affinity: %d images, %d steps (batch %d, %d epochs), crop %d, %d pairs per crop, device %s",
         len(ids),
@@ -233,57 +222,86 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         src.numel(),
         device,
     )
+    dataset = AffinityDataset(root, labels_dir, ids, cfg["crop_size"], seed)
+    return AffinityRun(
+        cfg,
+        cam,
+        seed,
+        net,
+        optimizer,
+        dataset,
+        src.to(device),
+        dst.to(device),
+        steps_per_epoch,
+        max_steps,
+        device,
+        states,
+    )
 
-    def save_state() -> None:
-        state = {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "step": step,
-            "rows": rows,
-        }
-        if device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
-            state["cuda_rng"] = torch.cuda.get_rng_state()
-        save_checkpoint(state_path, state, {"arch": "affinitynet-state", "settings": settings})
 
-    bar = iter(progress(range(step, max_steps), desc="train-affinity"))
-    while step < max_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        dataset.epoch = epoch
-        order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
-        batches = [order[i * batch : (i + 1) * batch] for i in range(offset, steps_per_epoch)]
-        # Its own generator: the DataLoader's base-seed draw must not move the global RNG that dropout uses.
-        loader = DataLoader(
-            dataset,
-            batch_sampler=batches,
-            num_workers=cam["num_workers"],
-            generator=torch.Generator().manual_seed(seed + epoch),
-        )
-        for images, targets in loader:
-            features = net(images.to(device))
-            if features.shape[-2:] != (feat, feat):
-                raise InputError(
-                    f"cam.backbone {cam['backbone']}: features {tuple(features.shape[-2:])} for a crop of "
-                    f"{cfg['crop_size']}, expected {(feat, feat)} (stride 8)"
+def resume(job: AffinityRun) -> tuple[int, LossCurve]:
+    """Steps done and the loss curve so far: from the run's latest state (network, optimiser, RNG), or from scratch."""
+    start, rows = job.states.resume(job.net, job.optimizer, job.max_steps)
+    return start, LossCurve(LOSS_COLUMNS, rows)
+
+
+def train_loop(job: AffinityRun, start: int, curve: LossCurve, loss_csv: str | Path) -> None:
+    """Train from step `start` to the end, saving a state every cam.checkpoint_every steps; writes the loss curve."""
+    cfg, seed, net, optimizer, device = job.cfg, job.seed, job.net, job.optimizer, job.device
+    batch, n_images, feat = cfg["batch_size"], len(job.dataset), cfg["crop_size"] // STRIDE
+    step, losses = start, None
+    bar = iter(progress(range(step, job.max_steps), desc="train-affinity"))
+    try:
+        while step < job.max_steps:
+            epoch, offset = divmod(step, job.steps_per_epoch)
+            job.dataset.epoch = epoch
+            order = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+            batches = [order[i * batch : (i + 1) * batch] for i in range(offset, job.steps_per_epoch)]
+            # Its own generator: the DataLoader's base-seed draw must not move the global RNG that dropout uses.
+            loader = DataLoader(
+                job.dataset,
+                batch_sampler=batches,
+                num_workers=job.cam["num_workers"],
+                generator=torch.Generator().manual_seed(seed + epoch),
+            )
+            for images, targets in loader:
+                features = net(images.to(device))
+                if features.shape[-2:] != (feat, feat):
+                    raise InputError(
+                        f"cam.backbone {job.cam['backbone']}: features {tuple(features.shape[-2:])} for a crop of "
+                        f"{cfg['crop_size']}, expected {(feat, feat)} (stride 8)"
+                    )
+                lr = set_lr(optimizer, poly_lr(cfg["lr"], step, job.max_steps, POLY_POWER))
+                losses = affinity_loss(
+                    pair_affinity(features, job.src, job.dst), *pair_labels(targets.to(device), job.src, job.dst)
                 )
-            lr = poly_lr(cfg["lr"], step, max_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_mult"]
-            losses = affinity_loss(pair_affinity(features, src, dst), *pair_labels(targets.to(device), src, dst))
-            refuse_non_finite_loss(step + 1, {k: float(v) for k, v in losses.items()}, "loss")
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            step += 1
-            rows.append([step, lr, *(losses[k].item() for k in LOSS_COLUMNS[2:])])
-            next(bar, None)
-            if step % cam["checkpoint_every"] == 0 and step < max_steps:
-                save_state()
+                refuse_non_finite_loss(step + 1, {k: float(v) for k, v in losses.items()}, "loss")
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                optimizer.step()
+                step += 1
+                curve.append(step, lr, [losses[k].item() for k in LOSS_COLUMNS[2:]])
+                next(bar, None)
+                if step % job.cam["checkpoint_every"] == 0 and step < job.max_steps:
+                    job.states.save(step, net, optimizer, curve.rows)
+    finally:  # also after a failed step: the curve shows the steps that led to it
+        curve.write(loss_csv)
     for _ in bar:  # let the progress log finish
         pass
-    if rows:
-        log.info("train-affinity: final loss %.4f (bg %.4f, fg %.4f, neg %.4f)", *rows[-1][2:])
-    save_affinity_net(
-        args.out, net, {"backbone": cam["backbone"], "radius": cfg["radius"], "steps": max_steps, "seed": seed}
-    )
-    write_text(args.out_loss, _loss_csv(rows))
+    if losses is not None:
+        log.info(
+            "train-affinity: final loss %.4f (bg %.4f, fg %.4f, neg %.4f)",
+            *(losses[k].item() for k in LOSS_COLUMNS[2:]),
+        )
+
+
+def save(job: AffinityRun, out: str | Path) -> None:
+    meta = {"backbone": job.cam["backbone"], "radius": job.cfg["radius"], "steps": job.max_steps, "seed": job.seed}
+    save_affinity_net(out, job.net, meta)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    job = build(args, params)
+    start, curve = resume(job)
+    train_loop(job, start, curve, args.out_loss)
+    save(job, args.out)

@@ -24,8 +24,9 @@ from ppcseg.segment.checkpoint import config_backbone, export_checkpoint, load_c
 from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import stat_fingerprint, write_json
+from ppcseg.utils.io import write_json
 from ppcseg.utils.runtime import add_seed_argument
+from ppcseg.utils.training import input_fingerprints, same_run, weights_input
 
 PARAMS_KEYS: tuple[str, ...] = ("segmentation",)
 TRAIN_SPLIT = "train_aug"
@@ -111,7 +112,7 @@ def reset_if_stale(work_dir: str | Path, fingerprint: dict[str, Any]) -> None:
     """
     work_dir = Path(work_dir)
     marker = work_dir / "ppcseg_run.json"
-    if marker.is_file() and json.loads(marker.read_text()) != fingerprint:
+    if marker.is_file() and not same_run(json.loads(marker.read_text()), fingerprint):
         stale = [*work_dir.glob("iter_*.pth"), work_dir / "last_checkpoint"]
         log.warning("train-seg: %s holds checkpoints of other settings; starting over", work_dir)
         for path in stale:
@@ -174,8 +175,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "masks": str(Path(args.masks).resolve()),
         # the pseudo-masks' contents: after an upstream change the same folder holds new masks, and resuming the
         # finished run of the old masks would silently return the old model
-        "masks_files": stat_fingerprint(masks_files, Path(args.masks)),
-        "weights": None if args.weights is None else stat_fingerprint([Path(args.weights).resolve()], Path("/")),
+        "inputs": input_fingerprints(masks=(masks_files, Path(args.masks)), weights=weights_input(args.weights)),
     }
     if info.is_main:  # before the Runner starts: the other ranks wait in its setup
         reset_if_stale(args.work_dir, fingerprint)

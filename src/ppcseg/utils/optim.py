@@ -1,9 +1,11 @@
-"""The official PolyOptimizer parameter groups, shared by CAM and AffinityNet training."""
+"""The official PolyOptimizer (parameter groups, poly learning rate, its SGD momentum quirk), shared by CAM and
+AffinityNet training."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 # Multipliers of the base lr for the four SGD groups (as the official optimiser), and whether weight decay applies.
@@ -33,3 +35,26 @@ def poly_param_groups(
         {"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": weight_decay if decay else 0.0}
         for params, mult, decay in zip(groups, GROUP_LR_MULT, GROUP_DECAY, strict=True)
     ]
+
+
+def poly_sgd(groups: list[dict[str, Any]], lr: float, weight_decay: float, *, fix_momentum: bool) -> torch.optim.SGD:
+    """SGD over the poly groups (each carries its own weight decay), with the official momentum unless fixed.
+
+    [quirk] the official PolyOptimizer passes weight decay where SGD expects momentum, so momentum is the weight decay
+    (5e-4); `fix_momentum` (params `cam.fix_sgd_momentum`) gives the intended 0.9 (docs/faithfulness.md).
+    """
+    momentum = 0.9 if fix_momentum else weight_decay
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=0.0)
+
+
+def poly_lr(base: float, step: int, horizon: int, power: float) -> float:
+    """base * (1 - t / T) ** power at step t (0-based) of a T-step schedule; past T the last value stays, as the
+    official PolyOptimizer keeps it."""
+    return base * (1 - min(step, horizon - 1) / horizon) ** power
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
+    """Give every group `lr` times its multiplier; returns `lr`."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    return lr
