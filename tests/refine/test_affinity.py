@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
 from ppcseg.refine import random_walk, train_affinity
@@ -218,6 +220,28 @@ def test_train_affinity_needs_labels(voc, tmp_path):
     )
     with pytest.raises(InputError, match="none: no la/ha affinity labels"):
         train_affinity.run(run_args, _params())
+
+
+def test_train_affinity_starts_over_on_new_images_under_the_same_paths(voc, tmp_path, caplog):
+    """A state is resumed only on the same inputs: the images count, not only the la/ha maps (as in train-cam)."""
+    data = tmp_path / "data"
+    shutil.copytree(voc.parent, data)
+    root = data / voc.name
+    run_args = args(
+        data=str(root),
+        labels=str(data / "labels"),
+        out=str(tmp_path / "a.pt"),
+        out_loss=str(tmp_path / "l.csv"),
+        state_dir=str(tmp_path / "s"),
+        weights=None,
+        seed=0,
+    )
+    train_affinity.run(run_args, _params())  # leaves its state at step 2
+    image = voc_dirs(root)["images"] / f"{read_ids(root, 'train_aug')[0]}.jpg"
+    Image.fromarray(np.ascontiguousarray(np.asarray(Image.open(image))[:, ::-1])).save(image, quality=95)
+    caplog.set_level("INFO", logger="ppcseg")
+    train_affinity.run(run_args, _params())
+    assert "other settings or inputs" in caplog.text and "resuming" not in caplog.text
 
 
 def test_train_affinity_fix_pair_region_trains_on_every_in_image_pair(voc, tmp_path, caplog):
