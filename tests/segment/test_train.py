@@ -118,9 +118,7 @@ def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, param
     work, out = tmp_path / "work", tmp_path / "seg.pt"
 
     def config(extra_hooks: list[dict]):
-        cfg = build_train_config(
-            seg, 0, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=work
-        )
+        cfg = build_train_config(seg, 0, data=voc_root, masks=voc_root / "SegmentationClassAug", work_dir=work)
         cfg.default_hooks.checkpoint.interval = 2
         cfg.custom_hooks = [*cfg.custom_hooks, dict(type="RecordIters"), *extra_hooks]
         return cfg
