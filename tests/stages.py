@@ -46,7 +46,8 @@ def tiny_cam_params(**overrides: Any) -> dict[str, Any]:
 
 
 def args(**kwargs: Any) -> argparse.Namespace:
-    return argparse.Namespace(**{"threads": None, "shard": None, **kwargs})
+    """A stage's parsed flags: the common ones at their CLI defaults (one shard, the run seed 0), then `kwargs`."""
+    return argparse.Namespace(**{"threads": None, "shard": None, "seed": 0, **kwargs})
 
 
 class StubCamNet(nn.Module):
