@@ -19,12 +19,15 @@ from tests.workflow.helpers import REPO
 pytestmark = pytest.mark.workflow
 
 # Between them these DAGs hold a job of every rule (the test checks it): the paper route on downloads, the EPS route
-# (saliency, CRF masks, ResNet-101), the demo (generated data, pretrained tiny backbone) and the released models.
+# (saliency, CRF masks, ResNet-101), the demo (generated data, pretrained tiny backbone), the released models, and the
+# demo and the EPS route with two runs and two shards (shard and merge jobs of the SEAM and EPS per-image stages).
 CONFIGS = [
     [],
     ["config/routes/eps_ppc.yaml"],
     ["config/demo.yaml"],
     ["config/released/seam_ppc.yaml"],
+    ["config/demo.yaml", "tests/workflow/two_runs_two_shards.yaml"],
+    ["config/routes/eps_ppc.yaml", "tests/workflow/two_runs_two_shards.yaml"],
 ]
 # Stages no rule runs: started by hand, each writes the file or folder named by --out.
 BY_HAND = {"export-predictions", "export-dvc"}
@@ -65,7 +68,7 @@ def is_output_flag(flag: str) -> bool:
     return flag == "--out" or flag.startswith("--out-")
 
 
-@pytest.mark.parametrize("overlays", CONFIGS, ids=lambda o: o[0] if o else "params.yaml")
+@pytest.mark.parametrize("overlays", CONFIGS, ids=lambda o: "+".join(o) or "params.yaml")
 def test_outputs_are_out_flags_and_out_flags_are_outputs(overlays):
     problems = []
     for job in jobs(tuple(overlays)):

@@ -28,7 +28,7 @@ from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
 
-# The page lists every param (and shows the route, the demo note, seed overlays and threshold marks from them).
+# The page lists every result param (and shows the route, the demo note, seed overlays and threshold marks from them).
 PARAMS_KEYS: tuple[str, ...] = (
     "runs", "data", "pretrain", "cam", "infer_cam", "seeds", "affinity", "random_walk", "crf_masks", "masks",
     "segmentation", "report",
@@ -287,6 +287,8 @@ def render(
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
+    # The params that shape the results; execution settings (execution.shards) change none and are not listed.
+    result_params = {key: params[key] for key in PARAMS_KEYS if key in params}
     table = [
         "<tr><th>stage</th><th>run</th><th>split</th><th>mIoU</th><th>paper</th><th>images</th><th>settings</th></tr>"
     ]
@@ -339,7 +341,7 @@ row uses the fixed background threshold, the GT-tuned sweep is in its settings.<
 <p>The figures show run {html.escape(figures_run)} (runs: {html.escape(", ".join(runs))}).</p>
 {figure_html}
 <h2>Parameters</h2>
-<pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
+<pre>{html.escape(yaml.safe_dump(result_params, sort_keys=False))}</pre>
 </body></html>
 """
 
