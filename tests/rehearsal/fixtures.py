@@ -34,7 +34,7 @@ from PIL import Image
 from ppcseg.data.download import sha256_file
 from ppcseg.models.resnet38 import ResNet38
 from tests.data.archive_builders import _mat_bytes, _png_bytes, write_tar
-from tests.models.test_resnet38 import mx_name, write_params
+from tests.models.mxnet_files import mx_name, write_params
 
 VOC_SIZES = ((375, 500), (500, 375))  # (H, W): VOC's landscape and portrait sizes
 FILES = {

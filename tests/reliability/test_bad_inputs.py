@@ -12,87 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
-from ppcseg.cli import main
-from ppcseg.config import REPO_ROOT
-from ppcseg.data.synthetic import make_synthetic_voc
 from ppcseg.data.voc import read_ids, save_mask, voc_dirs
-from ppcseg.models.cam_net import build_cam_net
 from ppcseg.utils.checkpoint import save_checkpoint
-
-PARAMS = str(REPO_ROOT / "params.yaml")
-TINY_CAM = {
-    "backbone": "tiny",
-    "pretrained": False,
-    "crop_size": 64,
-    "view2_size": 32,
-    "resize_long": [64, 80],
-    "batch_size": 4,
-    "max_steps": 4,
-    "num_workers": 0,
-    "checkpoint_every": 2,
-}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A small valid dataset, a tiny CAM checkpoint and its CAMs; each test breaks a copy of one piece."""
-    base = tmp_path_factory.mktemp("corpus")
-    root = base / "VOC2012"
-    make_synthetic_voc(
-        root, seed=3, image_size=64, num_train=6, num_val=4, num_train_aug_extra=2, min_classes=1, max_classes=2
-    )
-    overlay = base / "tiny.yaml"
-    overlay.write_text(yaml.safe_dump({"cam": TINY_CAM, "infer_cam": {"scales": [1.0], "flip": False}}))
-    torch.manual_seed(0)
-    net = build_cam_net(yaml.safe_load(open(PARAMS))["cam"] | TINY_CAM, None)
-    save_checkpoint(base / "cam.pt", {"model": net.state_dict()}, net.meta)
-    assert cli("infer-cam", overlay, "--data", root, "--checkpoint", base / "cam.pt", "--out", base / "cams")[0] == 0
-    return base, root, overlay
-
-
-def cli(stage: str, overlay: Path | None, *args) -> tuple[int, str]:
-    """Run a stage in-process; return (exit status, what it printed to stderr)."""
-    import io
-
-    err = io.StringIO()
-    params = ["--params", PARAMS] + (["--params", str(overlay)] if overlay else [])
-    with contextlib.redirect_stderr(err):
-        status = main([stage, *params, *map(str, args)])
-    return status, err.getvalue()
-
-
-def copy_root(corpus, tmp_path) -> Path:
-    _, root, _ = corpus
-    dest = tmp_path / "VOC2012"
-    shutil.copytree(root, dest)
-    return dest
-
-
-def assert_clear_failure(status: int, stderr: str, *needles: str) -> None:
-    assert status == 2, stderr
-    lines = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, stderr  # one message, no traceback
-    print(f"\nMESSAGE {lines[0]}")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def eval_seeds(root: Path, cams: Path, out: Path, overlay: Path | None = None) -> tuple[int, str]:
-    return cli(
-        "eval-seeds",
-        overlay,
-        "--data",
-        root,
-        "--cams",
-        cams,
-        "--out-metrics",
-        out / "seed.json",
-        "--out-curve",
-        out / "curve.csv",
-    )
+from tests.reliability.helpers import assert_clear_failure, cli, copy_root, eval_seeds
 
 
 def test_truncated_jpeg(corpus, tmp_path):

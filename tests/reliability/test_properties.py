@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from ppcseg.cli import main
 from ppcseg.config import load_schema
 from ppcseg.data.voc import read_ids, voc_dirs
-from tests.reliability.test_bad_inputs import PARAMS
+from tests.reliability.helpers import PARAMS
 
 PROPERTY = settings(
     max_examples=60,
