@@ -83,7 +83,9 @@ def test_runs_with_other_stages_are_refused():
 def stage(tmp_path: Path, *run_args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "ppcseg", "collect-results", "--params", "params.yaml", *run_args]
     cmd += ["--out", str(tmp_path / "voc_miou.csv"), "--out-metrics", str(tmp_path / "metrics.json")]
-    return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=HANG_GUARD_S)
+    return subprocess.run(
+        cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
 
 
 def test_stage_writes_run_column_and_summary_rows(tmp_path):
