@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.timing import HANG_GUARD_S
 
 SYSTEM_CONF_DIR = Path("/etc/slurm")
@@ -179,3 +181,26 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         for link in self.links:
             link.unlink(missing_ok=True)
         self.links.clear()
+
+
+# Fast polling for the tests; real clusters keep the profile's values.
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+                "--max-threads", "2"]  # fmt: skip
+
+
+def start_or_skip(root: Path) -> LocalSlurm:
+    """A started local cluster under `root`, or a skip naming why it cannot run here (stop it when done)."""
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(
+            f"Slurm is not installed here (missing {', '.join(missing)}); `bash envs/setup.sh --test` installs it"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("the local Slurm cluster runs its daemons as root; run the tests as root (as CI does)")
+    slurm = LocalSlurm(root)
+    try:
+        slurm.start()
+    except RuntimeError as err:
+        slurm.stop()
+        pytest.skip(f"the local Slurm cluster could not start: {err}")
+    return slurm

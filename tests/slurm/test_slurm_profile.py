@@ -11,32 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.cluster import LocalSlurm, missing_binaries
+from tests.slurm.cluster import FAST_POLLING as FAST
+from tests.slurm.cluster import LocalSlurm, start_or_skip
 from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, REPO, scratch_repo, tool_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 GPU_RULES = {"train_cam", "infer_cam", "train_affinity", "random_walk", "train_seg", "eval_seg"}
-# Fast polling for the test; real clusters keep the profile's values.
-FAST = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2", "--max-threads", "2"]
 DEMO = ["--configfile", "config/demo.yaml"]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(
-            f"Slurm is not installed here (missing {', '.join(missing)}); `bash envs/setup.sh --test` installs it"
-        )
-    if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster runs its daemons as root; run the tests as root (as CI does)")
-    slurm = LocalSlurm(Path(tempfile_root(tmp_path_factory)))
-    try:
-        slurm.start()
-    except RuntimeError as err:
-        slurm.stop()
-        pytest.skip(f"the local Slurm cluster could not start: {err}")
+    slurm = start_or_skip(Path(tempfile_root(tmp_path_factory)))
     yield slurm
     slurm.stop()
 

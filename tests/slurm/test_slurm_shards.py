@@ -15,29 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.slurm.cluster import LocalSlurm, missing_binaries
+from tests.slurm.cluster import FAST_POLLING as FAST
+from tests.slurm.cluster import start_or_skip
 from tests.timing import HANG_GUARD_S
 from tests.workflow.helpers import BIN, scratch_repo, tool_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
-# Fast polling for the test; real clusters keep the profile's values.
-FAST = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2", "--max-threads", "2"]
 PER_IMAGE = {"infer_cam", "affinity_labels", "random_walk"}
-
-
-def start_cluster(root: Path) -> LocalSlurm:
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"Slurm is not installed here (missing {', '.join(missing)}); `bash envs/setup.sh --test`")
-    if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster runs its daemons as root; run the tests as root (as CI does)")
-    slurm = LocalSlurm(root)
-    try:
-        slurm.start()
-    except RuntimeError as err:
-        slurm.stop()
-        pytest.skip(f"the local Slurm cluster could not start: {err}")
-    return slurm
 
 
 def queue(env: dict[str, str]) -> set[tuple[str, str]]:
@@ -78,7 +62,7 @@ def test_runs_and_shards_queue_side_by_side_and_match_the_local_run(demo_run, tm
     root = Path("/tmp") / f"ppcseg-slurm-shards-{os.getpid()}"  # Slurm's socket paths must stay short
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
-    cluster = start_cluster(root)
+    cluster = start_or_skip(root)
     try:
         repo = scratch_repo(tmp_path_factory.mktemp("slurm-shards"))
         (repo / "wide.yaml").write_text(yaml.safe_dump({"runs": [0, 1], "execution": {"shards": 2}}))
