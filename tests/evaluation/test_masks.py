@@ -11,7 +11,7 @@ import pytest
 from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
 from ppcseg.evaluation import masks
 from ppcseg.evaluation.masks import mask_iou
-from ppcseg.evaluation.miou import ConfusionMatrix
+from ppcseg.evaluation.miou import ConfusionMatrix, iou_from_confusion, mean_iou, read_confusions
 from ppcseg.utils.errors import InputError
 from tests.stages import args, default_params
 from tests.tinyvoc import make_voc
@@ -54,10 +54,42 @@ def test_run_perfect_masks_and_missing_mask(voc, tmp_path):
         # The borderless SegmentationClassAug masks are perfect pseudo-masks for the bordered SegmentationClass.
         save_mask(pseudo / f"{image_id}.png", load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png"))
     out = tmp_path / "mask.json"
-    masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out)), default_params())
+    masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out), out_confusion=None), default_params())
     row = json.loads(out.read_text())
     assert row["stage"] == "mask" and row["split"] == "train" and row["mIoU"] == 100.0 and row["n_images"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.json", "masks"]
     shutil.rmtree(pseudo)
     pseudo.mkdir()
     with pytest.raises(InputError, match=r"masks/.*\.png: mask not found"):
-        masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out)), default_params())
+        run_args = args(data=str(voc), masks=str(pseudo), out_metrics=str(out), out_confusion=str(tmp_path / "c.npz"))
+        masks.run(run_args, default_params())
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_run_writes_per_image_matrices_that_sum_to_the_row(voc, tmp_path):
+    """Pseudo-masks with wrong and unlabelled (255) pixels: the 22-column matrices of the images, in the split's
+    order, sum to the matrix of the row's IoUs."""
+    pseudo = tmp_path / "masks"
+    ids = read_ids(voc, "train")
+    for index, image_id in enumerate(ids):
+        mask = load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png").copy()
+        mask[: 5 * (index + 1)] = 255
+        mask[-4:] = (index + 3) % 21
+        save_mask(pseudo / f"{image_id}.png", mask)
+    out, confusion = tmp_path / "mask.json", tmp_path / "mask_confusion.npz"
+    masks.run(args(data=str(voc), masks=str(pseudo), out_metrics=str(out), out_confusion=None), default_params())
+    without = out.read_bytes()
+    masks.run(
+        args(data=str(voc), masks=str(pseudo), out_metrics=str(out), out_confusion=str(confusion)), default_params()
+    )
+    assert out.read_bytes() == without
+    row = json.loads(without)
+    found, per_image = read_confusions(confusion)
+    assert found == ids and per_image.shape == (3, 21, 22) and per_image[:, :, 21].sum() > 0
+    total = iou_from_confusion(per_image.sum(axis=0))
+    assert round(100 * mean_iou(total), 2) == row["mIoU"] < 100
+    assert [None if np.isnan(v) else round(100 * v, 2) for v in total] == list(row["iou"].values())
+    for image_id, matrix in zip(ids, per_image, strict=True):
+        alone = ConfusionMatrix(unlabelled=True)
+        alone.update(load_mask(voc_dirs(voc)["masks"] / f"{image_id}.png"), load_mask(pseudo / f"{image_id}.png"))
+        np.testing.assert_array_equal(matrix, alone.matrix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 
@@ -12,8 +13,8 @@ import torch
 from ppcseg.data.cams import save_cams, seed_prediction
 from ppcseg.data.voc import NUM_CLASSES, load_mask, read_class_labels, read_ids, voc_dirs
 from ppcseg.evaluation import seeds
-from ppcseg.evaluation.miou import ConfusionMatrix, iou_from_confusion, mean_iou
-from ppcseg.evaluation.seeds import sweep_confusion, sweep_thresholds
+from ppcseg.evaluation.miou import ConfusionMatrix, iou_from_confusion, mean_iou, read_confusions
+from ppcseg.evaluation.seeds import sweep_confusion, sweep_confusion_by_image, sweep_thresholds
 from ppcseg.utils.errors import InputError
 from tests.stages import args, default_params
 from tests.tinyvoc import make_voc, oracle_cams
@@ -46,6 +47,20 @@ def test_sweep_equals_each_threshold_separately():
         for gt, classes, cams in images:
             single.update(gt, seed_prediction(classes, cams, t))
         np.testing.assert_array_equal(conf[index], single.matrix, err_msg=f"threshold {t}")
+
+
+def test_per_image_matrices_are_each_image_evaluated_alone_and_sum_to_the_total():
+    images = _random_images()
+    thresholds = [*sweep_thresholds(0.0, 0.6, 0.01), 0.26]
+    conf, per_image = sweep_confusion_by_image(images, thresholds, keep=-1)
+    np.testing.assert_array_equal(conf, sweep_confusion(images, thresholds))
+    assert per_image.shape == (len(images), 21, 21) and per_image.dtype == np.int64
+    np.testing.assert_array_equal(per_image.sum(axis=0), conf[-1])
+    for (gt, classes, cams), matrix in zip(images, per_image, strict=True):
+        single = ConfusionMatrix()
+        single.update(gt, seed_prediction(classes, cams, 0.26))
+        np.testing.assert_array_equal(matrix, single.matrix)
+    assert sweep_confusion_by_image([], thresholds, keep=-1)[1].shape == (0, 21, 21)
 
 
 def test_seed_prediction_ties_go_to_background_then_lower_class():
@@ -100,10 +115,20 @@ def voc(tmp_path_factory):
 def test_run_writes_row_and_curve(voc, tmp_path):
     params = default_params()
     metrics, curve = tmp_path / "seed.json", tmp_path / "curve.csv"
-    seeds.run(
-        args(data=str(voc), cams=str(voc.parent / "cams"), out_metrics=str(metrics), out_curve=str(curve)), params
-    )
+    run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out_metrics=str(metrics), out_curve=str(curve))
+    seeds.run(argparse.Namespace(**vars(run_args), out_confusion=None), params)
+    without = metrics.read_bytes(), curve.read_bytes()
+    confusion = tmp_path / "seed_confusion.npz"
+    seeds.run(argparse.Namespace(**vars(run_args), out_confusion=str(confusion)), params)
+    assert (metrics.read_bytes(), curve.read_bytes()) == without  # the same outputs with or without the flag
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.csv", "seed.json", "seed_confusion.npz"]
     row = json.loads(metrics.read_text())
+    # The images' matrices, in the split's order, sum to the matrix of the row's (fixed-threshold) mIoU and IoUs.
+    ids, per_image = read_confusions(confusion)
+    assert ids == read_ids(voc, "train") and per_image.shape == (5, 21, 21)
+    total = iou_from_confusion(per_image.sum(axis=0))
+    assert round(100 * mean_iou(total), 2) == row["mIoU"]
+    assert [None if np.isnan(v) else round(100 * v, 2) for v in total] == list(row["iou"].values())
     rows = list(csv.DictReader(curve.open()))
     assert len(rows) == 60 and rows[27]["threshold"] == "0.27"
     best = max(rows, key=lambda r: float(r["mIoU"]))
@@ -136,10 +161,16 @@ def test_run_names_a_bad_cam_file(voc, tmp_path):
     save_cams(
         cams / f"{image_id}.npz", [c for c in range(1, 21) if c not in labels[image_id]][:1], np.zeros((1, 40, 40))
     )
-    run_args = args(data=str(voc), cams=str(cams), out_metrics=str(tmp_path / "m.json"), out_curve=str(tmp_path / "c"))
+    run_args = args(
+        data=str(voc),
+        cams=str(cams),
+        out_metrics=str(tmp_path / "m.json"),
+        out_curve=str(tmp_path / "c"),
+        out_confusion=str(tmp_path / "c.npz"),
+    )
     with pytest.raises(InputError, match=rf"{image_id}\.npz: CAM for class"):
         seeds.run(run_args, default_params())
     (cams / f"{image_id}.npz").unlink()
     with pytest.raises(InputError, match=rf"{image_id}\.npz: CAM file not found"):
         seeds.run(run_args, default_params())
-    assert not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "c.npz").exists()

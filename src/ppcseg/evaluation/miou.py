@@ -2,13 +2,23 @@
 
 IoU_c = TP_c / (GT_c + Pred_c - TP_c), GT 255 ignored; a class with no GT and no prediction has IoU NaN and is
 left out of the mean (the results file says so).
+
+The evaluation stages can also keep each image's matrix (`--out-confusion`): one .npz with `ids` (the image ids in
+the evaluated order) and `confusion` (int64 (N, C, C), or (N, C, C + 1) where the stage counts unlabelled
+predictions), whose sum over images is the stage's matrix. compare-experiments resamples images from them.
 """
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES
+from ppcseg.utils.errors import InputError
+from ppcseg.utils.io import atomic_path
 
 
 class ConfusionMatrix:
@@ -16,12 +26,16 @@ class ConfusionMatrix:
 
     With `unlabelled=True` a prediction may be 255 (a pseudo-mask that leaves pixels unlabelled): an extra column
     counts those pixels, wrong for their ground-truth class and no class's prediction, as the official evaluation.
+
+    With `keep_images=True` each update's own matrix is kept too (`images()`), for per-image statistics.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, unlabelled: bool = False) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, unlabelled: bool = False, keep_images: bool = False) -> None:
         self.num_classes = num_classes
         self.unlabelled = unlabelled
         self.matrix = np.zeros((num_classes, num_classes + unlabelled), dtype=np.int64)
+        self.keep_images = keep_images
+        self._images: list[np.ndarray] = []
 
     def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
         if gt.shape != pred.shape:
@@ -35,9 +49,18 @@ class ConfusionMatrix:
         columns = self.matrix.shape[1]
         if gt.size and (gt.max() >= self.num_classes or pred.max() >= columns or pred.min() < 0):
             raise ValueError("labels outside 0..num_classes-1 (other than 255 in ground truth)")
-        self.matrix += np.bincount(gt * columns + pred, minlength=self.num_classes * columns).reshape(
+        image = np.bincount(gt * columns + pred, minlength=self.num_classes * columns).reshape(
             self.num_classes, columns
         )
+        self.matrix += image
+        if self.keep_images:
+            self._images.append(image)
+
+    def images(self) -> np.ndarray:
+        """The kept per-image matrices, (N, C, C) or (N, C, C + 1), in update order."""
+        if not self.keep_images:
+            raise ValueError("per-image matrices were not kept (keep_images=False)")
+        return np.stack(self._images) if self._images else np.zeros((0, *self.matrix.shape), dtype=np.int64)
 
     def iou(self) -> np.ndarray:
         return iou_from_confusion(self.matrix)
@@ -63,3 +86,41 @@ def mean_iou(iou: np.ndarray) -> float:
     iou = np.asarray(iou, dtype=np.float64)
     valid = ~np.isnan(iou)
     return float(iou[valid].mean()) if valid.any() else float("nan")
+
+
+def write_confusions(path: str | Path, ids: Sequence[str], confusion: np.ndarray) -> None:
+    """Atomically write per-image confusion matrices: `ids` (str (N,)) and `confusion` (int64 (N, C, C[+1]))."""
+    confusion = np.asarray(confusion)
+    if confusion.ndim != 3 or confusion.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids but confusion matrices of shape {confusion.shape}")
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, ids=np.asarray(list(ids), dtype=str), confusion=confusion.astype(np.int64))
+
+
+def read_confusions(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """(ids, confusion int64 (N, C, C) or (N, C, C + 1)) of a file written by write_confusions; InputError naming
+    the file when it is missing, unreadable or not of that format."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: confusion file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids = np.asarray(data["ids"])
+            confusion = np.asarray(data["confusion"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: cannot read confusion file ({type(err).__name__}: {err})") from err
+    if ids.ndim != 1 or ids.dtype.kind != "U" or len(set(ids.tolist())) != ids.size:
+        raise InputError(f"{path}: 'ids' must be distinct image ids (1-d strings), got {ids.dtype} {ids.shape}")
+    if (
+        confusion.dtype != np.int64
+        or confusion.ndim != 3
+        or confusion.shape[0] != ids.size
+        or confusion.shape[2] not in (confusion.shape[1], confusion.shape[1] + 1)
+    ):
+        raise InputError(
+            f"{path}: 'confusion' must be int64 ({ids.size}, C, C) or ({ids.size}, C, C + 1), "
+            f"got {confusion.dtype} {confusion.shape}"
+        )
+    if confusion.size and confusion.min() < 0:
+        raise InputError(f"{path}: 'confusion' holds negative counts")
+    return ids.tolist(), confusion

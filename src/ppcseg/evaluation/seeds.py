@@ -23,7 +23,7 @@ from PIL import Image
 
 from ppcseg.data.cams import load_cams
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
-from ppcseg.evaluation.miou import iou_from_confusion, mean_iou
+from ppcseg.evaluation.miou import iou_from_confusion, mean_iou, write_confusions
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
     parser.add_argument("--out-metrics", required=True, help="metric row JSON (fixed background threshold)")
     parser.add_argument("--out-curve", required=True, help="CSV threshold,mIoU of the GT-tuned sweep (dvc plots)")
+    parser.add_argument(
+        "--out-confusion",
+        help="also write each image's confusion matrix at the fixed threshold (.npz: ids, confusion (N, 21, 21))",
+    )
 
 
 MAX_SWEEP = 1000
@@ -56,36 +60,36 @@ def sweep_thresholds(start: float, stop: float, step: float) -> np.ndarray:
     return np.round(start + step * np.arange(count), 10)
 
 
-def sweep_confusion(
-    cams_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: Sequence[float]
-) -> np.ndarray:
-    """Confusion matrices (T, 21, 21) (rows GT, columns prediction) of the seeds at every threshold.
-
-    `cams_iter` yields (gt (H, W) uint8 with 255 ignored, classes (K,) VOC indices, cams (K, H, W)).
-    """
+def _sorted_thresholds(thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds as float32, ascending; the order that sorts them)."""
     thr = np.asarray(thresholds, dtype=np.float32)
     order = np.argsort(thr, kind="stable")
-    sorted_thr = thr[order]
-    n_thr = thr.size
+    return thr[order], order
+
+
+def _image_counts(gt: np.ndarray, classes: np.ndarray, cams: np.ndarray, sorted_thr: np.ndarray) -> np.ndarray:
+    """counts[b, g, a] of one image, flat: pixels with GT g, winning class a, and max CAM above exactly the b lowest
+    thresholds."""
+    keep = gt.reshape(-1) != IGNORE_INDEX
+    g = gt.reshape(-1)[keep].astype(np.int64)
+    if cams.shape[0] == 0:
+        top = np.zeros(g.size, dtype=np.float32)
+        winner = np.zeros(g.size, dtype=np.int64)
+    else:
+        flat = cams.reshape(cams.shape[0], -1)[:, keep]
+        best = np.argmax(flat, axis=0)
+        top = flat[best, np.arange(flat.shape[1])].astype(np.float32)
+        winner = np.asarray(classes, dtype=np.int64)[best]
+    if g.size and g.max() >= NUM_CLASSES:
+        raise InputError(f"ground truth holds labels outside 0-20 and 255: {np.unique(g).tolist()}")
+    above = np.searchsorted(sorted_thr, top, side="left")  # number of thresholds t with t < max CAM
     c2 = NUM_CLASSES * NUM_CLASSES
-    # counts[b, g, a]: pixels with GT g, winning class a, and max CAM above exactly the b lowest thresholds.
-    counts = np.zeros((n_thr + 1) * c2, dtype=np.int64)
-    for gt, classes, cams in cams_iter:
-        keep = gt.reshape(-1) != IGNORE_INDEX
-        g = gt.reshape(-1)[keep].astype(np.int64)
-        if cams.shape[0] == 0:
-            top = np.zeros(g.size, dtype=np.float32)
-            winner = np.zeros(g.size, dtype=np.int64)
-        else:
-            flat = cams.reshape(cams.shape[0], -1)[:, keep]
-            best = np.argmax(flat, axis=0)
-            top = flat[best, np.arange(flat.shape[1])].astype(np.float32)
-            winner = np.asarray(classes, dtype=np.int64)[best]
-        if g.size and g.max() >= NUM_CLASSES:
-            raise InputError(f"ground truth holds labels outside 0-20 and 255: {np.unique(g).tolist()}")
-        above = np.searchsorted(sorted_thr, top, side="left")  # number of thresholds t with t < max CAM
-        counts += np.bincount((above * NUM_CLASSES + g) * NUM_CLASSES + winner, minlength=counts.size)
-    counts = counts.reshape(n_thr + 1, NUM_CLASSES, NUM_CLASSES)
+    return np.bincount((above * NUM_CLASSES + g) * NUM_CLASSES + winner, minlength=(sorted_thr.size + 1) * c2)
+
+
+def _confusion_from_counts(counts: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Confusion matrices (T, 21, 21) from flat counts (_image_counts, or their sum: the map is linear)."""
+    counts = counts.reshape(order.size + 1, NUM_CLASSES, NUM_CLASSES)
     # Sorted threshold j: foreground for pixels with b > j, background for b <= j.
     fg = np.cumsum(counts[::-1], axis=0)[::-1][1:]  # sum over b > j
     bg_rows = np.cumsum(counts.sum(axis=2), axis=0)[:-1]  # sum over b <= j, per GT class
@@ -94,6 +98,36 @@ def sweep_confusion(
     conf = np.empty_like(conf_sorted)
     conf[order] = conf_sorted
     return conf
+
+
+def sweep_confusion(
+    cams_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: Sequence[float]
+) -> np.ndarray:
+    """Confusion matrices (T, 21, 21) (rows GT, columns prediction) of the seeds at every threshold.
+
+    `cams_iter` yields (gt (H, W) uint8 with 255 ignored, classes (K,) VOC indices, cams (K, H, W)).
+    """
+    sorted_thr, order = _sorted_thresholds(thresholds)
+    counts = np.zeros((sorted_thr.size + 1) * NUM_CLASSES * NUM_CLASSES, dtype=np.int64)
+    for gt, classes, cams in cams_iter:
+        counts += _image_counts(gt, classes, cams, sorted_thr)
+    return _confusion_from_counts(counts, order)
+
+
+def sweep_confusion_by_image(
+    cams_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], thresholds: Sequence[float], keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """sweep_confusion, and each image's confusion matrix (N, 21, 21) at thresholds[keep]: the same integer counts,
+    so the images' matrices sum exactly to the total's matrix at that threshold."""
+    sorted_thr, order = _sorted_thresholds(thresholds)
+    counts = np.zeros((sorted_thr.size + 1) * NUM_CLASSES * NUM_CLASSES, dtype=np.int64)
+    per_image = []
+    for gt, classes, cams in cams_iter:
+        image = _image_counts(gt, classes, cams, sorted_thr)
+        counts += image
+        per_image.append(_confusion_from_counts(image, order)[keep])
+    images = np.stack(per_image) if per_image else np.zeros((0, NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    return _confusion_from_counts(counts, order), images
 
 
 def image_size(root: Path, image_id: str) -> tuple[int, int]:
@@ -141,7 +175,7 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     ids = read_ids(root, cfg["split"])
     sweep = sweep_thresholds(*cfg["sweep"])
     fixed = float(cfg["bg_threshold"])
-    conf = sweep_confusion(_dataset(root, Path(args.cams), ids), [*sweep, fixed])
+    conf, per_image = sweep_confusion_by_image(_dataset(root, Path(args.cams), ids), [*sweep, fixed], keep=-1)
     ious = iou_from_confusion(conf)
     mious = np.array([mean_iou(i) for i in ious[:-1]])
     best = int(np.nanargmax(mious))
@@ -151,6 +185,8 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "gt_tuned_mIoU": round(100 * float(mious[best]), 2),
     }
     row = metrics_row("seed", cfg["split"], ious[-1], len(ids), settings)
+    if args.out_confusion:
+        write_confusions(args.out_confusion, ids, per_image)
     write_metrics_row(args.out_metrics, row)
     write_text(args.out_curve, curve_csv(sweep, mious))
     log.info(
