@@ -16,6 +16,7 @@ from PIL import Image
 from ppcseg.cli import main
 from ppcseg.config import REPO_ROOT, load_params
 from ppcseg.data.voc import read_ids, save_mask
+from ppcseg.evaluation.miou import iou_from_confusion, mean_iou, read_confusions
 from ppcseg.segment.train import build_train_config, train
 from ppcseg.utils.checkpoint import load_checkpoint
 from ppcseg.utils.errors import InputError
@@ -148,6 +149,17 @@ def test_eval_cli(voc_root, params_files, trained, tmp_path, protocol, stage):
     assert row["settings"]["crf"] is (protocol == "msf-crf")
     if protocol == "msf-crf":
         assert row["settings"]["scales"] == [0.75, 1.0] and row["settings"]["flip"] is True
+    # --out-confusion: the same row, and the images' matrices (the split's order) sum to the row's matrix.
+    confusion = tmp_path / "confusion.npz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    without = out.read_bytes()
+    assert main([*args, "--protocol", protocol, "--out-metrics", str(out), "--out-confusion", str(confusion)]) == 0
+    assert out.read_bytes() == without
+    ids, per_image = read_confusions(confusion)
+    assert ids == read_ids(voc_root, "val") and per_image.shape == (len(ids), 21, 21)
+    total = iou_from_confusion(per_image.sum(axis=0))
+    assert round(100 * mean_iou(total), 2) == row["mIoU"]
+    assert [None if np.isnan(v) else round(100 * v, 2) for v in total] == list(row["iou"].values())
 
 
 def test_eval_cli_evaluates_the_split_of_the_params(voc_root, params_files, trained, tmp_path):
