@@ -69,10 +69,24 @@ def _fg_channels(classes: np.ndarray, background_channel: int) -> list[int]:
     raise InputError(f"CAM network: background_channel must be 0 or 20, got {background_channel}")
 
 
+EPS_MAPS: tuple[str, ...] = ("softmax", "refined")
+
+
 def _pass_maps(
-    out: dict[str, torch.Tensor], method: str, channels: list[int], input_size: tuple[int, int], size: tuple[int, int]
+    out: dict[str, torch.Tensor],
+    method: str,
+    channels: list[int],
+    input_size: tuple[int, int],
+    size: tuple[int, int],
+    eps_map: str = "softmax",
 ) -> torch.Tensor:
     """Per-pass maps of the present classes at the original size, (B, K, H, W)."""
+    if method == "eps" and eps_map == "refined":
+        # The PCM-refined map (EPS + PPC only) instead of the raw CAM's softmax; the official esp inference script
+        # cannot run its own network as shipped, so which of the two gave the model zoo's seeds is not settled.
+        if out.get("cam_rv") is None:
+            raise InputError("infer_cam.eps_map: refined needs a CAM network with PCM (EPS + PPC, cam.ppc: true)")
+        return F.interpolate(out["cam_rv"][:, channels], size=size, mode="bilinear", align_corners=False)
     if method == "seam":
         # The official net upsamples cam_rv to its input (align_corners=True); inference then resizes that to the
         # original image (align_corners=False). Both steps are kept; only the present channels are resized.
@@ -94,11 +108,13 @@ def infer_image(
     flip: bool,
     batch_flips: bool = True,
     device: torch.device | str = "cpu",
+    eps_map: str = "softmax",
 ) -> np.ndarray:
     """Normalised CAMs (K, H, W) float32 of the present classes, in [0, 1].
 
     SEAM: sum of the PCM-refined CAM over scales x flips, negatives clipped, per-class min-max with the
-    1e-5 offset. EPS: sum of softmaxed raw CAMs, divided by the per-class max + 1e-5.
+    1e-5 offset. EPS: sum of softmaxed raw CAMs (`eps_map="refined"`: of the PCM-refined CAM), divided by the
+    per-class max + 1e-5.
     `batch_flips` runs both flips of a scale as one batch of 2 (same result, fewer calls).
     """
     classes_arr = np.asarray(classes, dtype=np.int64)
@@ -111,7 +127,10 @@ def infer_image(
         views = [x, x.flip(-1)] if flip else [x]
         batches = [torch.stack(views)] if batch_flips else [v[None] for v in views]
         maps = torch.cat(
-            [_pass_maps(net(b.to(device)), method, channels, tuple(x.shape[-2:]), (height, width)) for b in batches]
+            [
+                _pass_maps(net(b.to(device)), method, channels, tuple(x.shape[-2:]), (height, width), eps_map)
+                for b in batches
+            ]
         )
         total += maps[0]
         if flip:
@@ -180,7 +199,16 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     for image_id in progress(todo, desc="infer-cam"):
         image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
         classes = labels[image_id]
-        cams = infer_image(net, image, classes, method=method, scales=cfg["scales"], flip=cfg["flip"], device=device)
+        cams = infer_image(
+            net,
+            image,
+            classes,
+            method=method,
+            scales=cfg["scales"],
+            flip=cfg["flip"],
+            device=device,
+            eps_map=cfg.get("eps_map", "softmax"),
+        )
         save_cams(cam_path(work, image_id), classes, cams)
     elapsed = time.monotonic() - start
     if todo:
