@@ -41,6 +41,7 @@ STAGES: dict[str, str] = {
     "export-predictions": "ppcseg.segment.export",
     "merge-shards": "ppcseg.workflow.merge_shards",
     "collect-results": "ppcseg.evaluation.collect",
+    "compare-experiments": "ppcseg.evaluation.compare",
     "report": "ppcseg.report.report",
     "export-dvc": "ppcseg.workflow.export_dvc",
 }
