@@ -78,3 +78,26 @@ def test_missing_params_file_and_no_file(tmp_path):
         read_yaml(tmp_path / "nope.yaml")
     with pytest.raises(ParamsError, match="no params file given"):
         load_params([])
+
+
+MERGE_KEYS = """\
+defaults: &small {batch_size: 2, lr: 0.02}
+tiny: &tiny {max_steps: 3}
+cam:
+  <<: [*small, *tiny]
+  batch_size: 4
+"""
+
+
+def test_yaml_merge_keys_are_read_as_pyyaml_and_dvc_read_them(tmp_path):
+    """`<<: *anchor` merges the anchored mapping; keys written beside it win; a key written twice is still refused."""
+    path = write(tmp_path / "overlay.yaml", MERGE_KEYS)
+    data = read_yaml(path)
+    assert data == yaml.safe_load(MERGE_KEYS)
+    assert data["cam"] == {"batch_size": 4, "lr": 0.02, "max_steps": 3}
+    twice = write(tmp_path / "twice.yaml", MERGE_KEYS + "  batch_size: 8\n")
+    with pytest.raises(ParamsError, match="duplicate key 'batch_size' \\(lines 5 and 6\\)"):
+        read_yaml(twice)
+    both = write(tmp_path / "both.yaml", "a: &a {x: 1}\nb:\n  <<: *a\n  <<: *a\n")
+    with pytest.raises(ParamsError, match="duplicate key '<<'"):
+        read_yaml(both)

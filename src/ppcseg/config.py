@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ppcseg.utils.errors import ParamsError
+from ppcseg.utils.errors import InputError, ParamsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -36,13 +36,21 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(_BaseLoader):
-    """Refuses a mapping that repeats a key: YAML keeps the last one, so the first block would be silently ignored."""
+    """Refuses a mapping that repeats a key: YAML keeps the last one, so the first block would be silently ignored.
+
+    Merge keys (`<<: *anchor`) are read as PyYAML and DVC read them: the anchored mappings' keys come first and the
+    keys written beside `<<` win. Only keys written in the mapping itself count as repeated.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         lines: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            merge = key_node.tag == _MERGE_TAG
+            key = "<<" if merge else self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 # Every parameter is named: `1:`, `true:`, `[a]:` are typos (and a list key would not even hash).
@@ -55,27 +63,34 @@ class _UniqueKeyLoader(_BaseLoader):
                     None, None, f"duplicate key {key!r} (lines {lines[key]} and {line})", key_node.start_mark
                 )
             lines[key] = line
+        # SafeConstructor.construct_mapping resolves the merge keys (flatten_mapping) before building the dict.
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "params file", error: type[InputError] = ParamsError) -> Any:
+    """The data of a YAML file, refusing repeated and non-string keys; `error` of one line naming the file (and
+    line) otherwise. `what` names the kind of file in messages."""
     path = Path(path)
     if not path.is_file():
-        raise ParamsError(f"{path}: params file not found")
+        raise error(f"{path}: {what} not found")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ParamsError(f"{path}: params file is not UTF-8 text (byte {err.start}: {err.reason})") from err
+        raise error(f"{path}: {what} is not UTF-8 text (byte {err.start}: {err.reason})") from err
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.constructor.ConstructorError as err:
         if err.problem and err.problem.startswith("duplicate key"):
-            raise ParamsError(f"{path}: {err.problem}") from err
+            raise error(f"{path}: {err.problem}") from err
         if err.problem and err.problem.startswith("key ") and err.problem_mark:
-            raise ParamsError(f"{path}:{err.problem_mark.line + 1}: {err.problem}") from err
-        raise ParamsError(_yaml_error(path, err)) from err
+            raise error(f"{path}:{err.problem_mark.line + 1}: {err.problem}") from err
+        raise error(yaml_error_message(path, err)) from err
     except yaml.YAMLError as err:
-        raise ParamsError(_yaml_error(path, err)) from err
+        raise error(yaml_error_message(path, err)) from err
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    data = load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -83,12 +98,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+def yaml_error_message(path: str | Path, err: yaml.YAMLError) -> str:
     """One line, file:line:column first (PyYAML's own text spans lines and names "<unicode string>")."""
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
     what = getattr(err, "problem", None) or getattr(err, "context", None) or type(err).__name__
-    return f"{where}: not valid YAML ({what})"
+    return f"{where}: not valid YAML ({' '.join(str(what).split())})"
 
 
 def load_schema() -> dict[str, Any]:
@@ -107,11 +122,21 @@ def _key_path(error: Any) -> str:
     return ".".join(_name(p) for p in error.absolute_path)
 
 
-def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
-    """Raise ParamsError naming the first bad key (unknown key, wrong type, out of range)."""
+def _strict_validator() -> Any:
+    """JSON Schema's validator with `integer` meaning an int: the standard one admits 1.0 (a whole float), which no
+    loop count, seed or shard count means (`runs: [1.0]` would name no output path the workflow can match)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(load_schema())
+    def is_int(_checker: Any, instance: Any) -> bool:
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    base = jsonschema.Draft202012Validator
+    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", is_int))
+
+
+def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
+    """Raise ParamsError naming the first bad key (unknown key, wrong type, out of range)."""
+    validator = _strict_validator()(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(list(e.absolute_path)), _key_path(e)))
     if errors:
         err = errors[0]

@@ -31,6 +31,9 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 OTHER = os.urandom(200_000)  # what a tampered or changed mirror serves
 OTHER_SHA = hashlib.sha256(OTHER).hexdigest()
 FAST = {"retries": 1, "backoff_s": 0.01, "timeout_s": 5.0}
+# A public mirror (https, so the lock may key records by it) that the stand-in server answers.
+MIRROR_HOST = "files.example.org"
+MIRROR = f"https://{MIRROR_HOST}/files"
 
 SMALL_ID = "1smallFileIdAbCdEfGhIjKlMnOp"
 LARGE_ID = "15F13LEL5aO45JU-j45PYjzv5KW5bn_Pn"
@@ -151,7 +154,7 @@ def hosts(monkeypatch: pytest.MonkeyPatch):
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    for host in ("drive.google.com", "www.dropbox.com", "api.onedrive.com"):
+    for host in ("drive.google.com", "www.dropbox.com", "api.onedrive.com", MIRROR_HOST):
         monkeypatch.setitem(dl.HOST_OVERRIDES, host, state.base)
     yield state
     httpd.shutdown()
@@ -304,60 +307,74 @@ def test_lock_written_once_and_enforced(tmp_path: Path, hosts: Hosts, logs, md5:
     first = f"https://drive.google.com/file/d/{SMALL_ID}/view"
     dl.download([first], tmp_path / "a.params", sha256=None, md5=md5, key="data.sources.saliency", lock_file=lock)
     recorded = yaml.safe_load(lock.read_text())
-    assert recorded == {"saliency": {"sha256": SHA, "location": first}}
-    assert f"has sha256 {SHA}" in logs.text and f"recorded with its location {first} in {lock}" in logs.text
+    assert recorded == {"saliency": {first: {"sha256": SHA}}}
+    assert f"has sha256 {SHA}" in logs.text and f"recorded for {first} in {lock}" in logs.text
     text, mtime = lock.read_text(), lock.stat().st_mtime_ns
 
-    # Another machine, another mirror, the same file: accepted, the record stays as it was.
-    mirror = f"{hosts.base}/files/good.params"
-    dl.download(mirror, tmp_path / "b.params", sha256=None, md5=md5, key="data.sources.saliency", lock_file=lock)
+    # Another machine, a mirror listed before the recorded location, the same file: accepted, the record stays.
+    mirrors = [f"{hosts.base}/files/good.params", first]
+    dl.download(mirrors, tmp_path / "b.params", sha256=None, md5=md5, key="data.sources.saliency", lock_file=lock)
     assert lock.read_text() == text and lock.stat().st_mtime_ns == mtime
 
-    # A mirror serving another file: refused, naming the file and both hashes; the record is unchanged.
+    # The mirror serving another file (and the recorded location gone): refused, naming the file and both hashes;
+    # the record is unchanged.
     hosts.files["good.params"] = OTHER
+    del hosts.files[SMALL_ID]
     out = tmp_path / "c.params"
     with pytest.raises(InputError) as err:
-        dl.download(mirror, out, sha256=None, md5=None, key="data.sources.saliency", lock_file=lock, **FAST)
+        dl.download(mirrors, out, sha256=None, md5=None, key="data.sources.saliency", lock_file=lock, **FAST)
     message = str(err.value)
-    assert f"expected sha256 {SHA} (recorded in {lock} from {first}), got {OTHER_SHA}" in message
+    assert f"expected sha256 {SHA} (recorded in {lock} for {first}), got {OTHER_SHA}" in message
     assert str(tmp_path / "c.params.corrupt") in message
     assert not out.exists() and lock.read_text() == text
 
 
 def test_lock_keeps_other_entries_and_params_sha256_records_nothing(tmp_path: Path, hosts: Hosts) -> None:
     lock = tmp_path / "sources.lock.yaml"
-    lock.write_text(dl.LOCK_HEADER + yaml.safe_dump({"resnet38": {"sha256": "a" * 64, "location": "gdrive:x"}}))
+    lock.write_text(dl.LOCK_HEADER + yaml.safe_dump({"resnet38": {"gdrive:x": {"sha256": "a" * 64}}}))
     hosts.files["good.params"] = PAYLOAD
-    url = f"{hosts.base}/files/good.params"
+    url = f"{MIRROR}/good.params"
     dl.download(url, tmp_path / "v.tar", sha256=SHA, key="data.sources.voc", lock_file=lock, **FAST)
     assert "voc" not in yaml.safe_load(lock.read_text())  # a published sha256 needs no record
     dl.download(url, tmp_path / "s.zip", sha256=None, key="data.sources.saliency", lock_file=lock, **FAST)
     entries = yaml.safe_load(lock.read_text())
-    assert set(entries) == {"resnet38", "saliency"} and entries["resnet38"]["sha256"] == "a" * 64
+    assert entries == {"resnet38": {"gdrive:x": {"sha256": "a" * 64}}, "saliency": {url: {"sha256": SHA}}}
     assert lock.read_text().startswith(dl.LOCK_HEADER)
 
 
 def test_lock_record_refuses_a_wrong_present_file_and_falls_back(tmp_path: Path, hosts: Hosts) -> None:
     lock = tmp_path / "sources.lock.yaml"
-    lock.write_text(yaml.safe_dump({"saliency": {"sha256": SHA, "location": "gdrive:x"}}))
+    urls = [f"{MIRROR}/tampered.params", f"{MIRROR}/good.params"]
+    lock.write_text(yaml.safe_dump({"saliency": {urls[1]: {"sha256": SHA}}}))
     hosts.files["tampered.params"] = OTHER
     hosts.files["good.params"] = PAYLOAD
     out = tmp_path / "s.zip"
     out.write_bytes(OTHER)  # a stale file from before: re-fetched, not trusted
-    urls = [f"{hosts.base}/files/tampered.params", f"{hosts.base}/files/good.params"]
     dl.download(urls, out, sha256=None, key="data.sources.saliency", lock_file=lock, **FAST)
     assert out.read_bytes() == PAYLOAD
 
 
-@pytest.mark.parametrize("text", ["saliency: [1, 2]\n", "saliency: {sha256: abc}\n", "- x\n", "a: [\n"])
-def test_malformed_lock_file_is_refused(tmp_path: Path, hosts: Hosts, text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "saliency: [1, 2]\n",
+        "saliency: {sha256: abc}\n",
+        "saliency: {https://a.org/s.zip: {sha256: abc}}\n",
+        f"saliency: {{https://a.org/s.zip: {{sha256: {SHA}, size: 3}}}}\n",
+        "saliency: {}\n",
+        "- x\n",
+        "a: [\n",  # not YAML: was PyYAML's 8-line dump
+        f"saliency:\n  https://a.org/s.zip: {{sha256: {SHA}}}\n  https://a.org/s.zip: {{sha256: {SHA}}}\n",
+        "\ufeff\x00",
+    ],
+)
+def test_malformed_lock_file_is_refused_in_one_line(tmp_path: Path, hosts: Hosts, text: str) -> None:
     lock = tmp_path / "sources.lock.yaml"
     lock.write_text(text)
-    with pytest.raises(InputError, match=re.escape(str(lock))):
-        dl.download(
-            f"{hosts.base}/files/x", tmp_path / "s.zip", sha256=None, key="data.sources.saliency", lock_file=lock
-        )
-    assert not hosts.requests
+    with pytest.raises(InputError, match=re.escape(str(lock))) as err:
+        dl.download(f"{MIRROR}/x", tmp_path / "s.zip", sha256=None, key="data.sources.saliency", lock_file=lock)
+    assert "\n" not in str(err.value)
+    assert not hosts.requests and lock.read_text() == text
 
 
 def test_stage_passes_mirrors_and_lock(tmp_path: Path, hosts: Hosts) -> None:
@@ -367,4 +384,70 @@ def test_stage_passes_mirrors_and_lock(tmp_path: Path, hosts: Hosts) -> None:
     out = tmp_path / "saliency.zip"
     dl.run(argparse.Namespace(source="saliency", out=out, lock_file=lock), params)
     assert out.read_bytes() == PAYLOAD
-    assert yaml.safe_load(lock.read_text())["saliency"] == {"sha256": SHA, "location": f"gdrive:{LARGE_ID}"}
+    assert yaml.safe_load(lock.read_text())["saliency"] == {f"gdrive:{LARGE_ID}": {"sha256": SHA}}
+
+
+# The lock across routes, machines and clones: records per file (source and URL), nothing machine-specific.
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["output-kept", "output-deleted-first"])
+def test_a_changed_location_fetches_the_new_file_and_keeps_both_records(
+    tmp_path: Path, hosts: Hosts, logs, kept: bool
+) -> None:
+    """Switching a source to another file (a route's released model to another route's) and back.
+
+    Snakemake deletes the old output before the job ("output-deleted-first"); by hand it is still there ("kept").
+    """
+    lock, out = tmp_path / "sources.lock.yaml", tmp_path / "released" / "cam.pth"
+    hosts.files["seam.pth"], hosts.files["eps.pth"] = PAYLOAD, OTHER
+    seam, eps = f"{MIRROR}/seam.pth", f"{MIRROR}/eps.pth"
+    for url, payload in [(seam, PAYLOAD), (eps, OTHER), (seam, PAYLOAD)]:
+        if not kept:
+            out.unlink(missing_ok=True)
+        dl.download(url, out, sha256=None, key="data.sources.cam", lock_file=lock, **FAST)
+        assert out.read_bytes() == payload, url
+    assert yaml.safe_load(lock.read_text()) == {"cam": {seam: {"sha256": SHA}, eps: {"sha256": OTHER_SHA}}}
+    # The way back was verified against the first record, not taken for the present file.
+    assert logs.text.count("recorded") == 2 and f"verified (sha256 {SHA}) from {seam}" in logs.text
+
+
+def test_lock_records_no_local_path_and_matches_across_mirrors(tmp_path: Path, hosts: Hosts, logs) -> None:
+    lock = tmp_path / "sources.lock.yaml"
+    local = tmp_path / "mirror" / "cam.pth"
+    local.parent.mkdir()
+    local.write_bytes(PAYLOAD)
+    hosts.files["cam.pth"] = PAYLOAD
+    public = f"{MIRROR}/cam.pth"
+    # Fetched from a local mirror listed first: recorded under the public location beside it, not the local path.
+    dl.download([local.as_uri(), public], tmp_path / "a.pth", sha256=None, key="data.sources.cam", lock_file=lock)
+    assert yaml.safe_load(lock.read_text()) == {"cam": {public: {"sha256": SHA}}}
+    assert str(tmp_path) not in lock.read_text() and not hosts.requests
+    # Another clone on another machine, from the public location only: the same record applies.
+    dl.download(public, tmp_path / "b.pth", sha256=None, key="data.sources.cam", lock_file=lock, **FAST)
+    assert f"verified (sha256 {SHA}) from {public}" in logs.text
+    # A local file alone is this machine's: its sha256 is logged, nothing is recorded; a server on this machine
+    # alone cannot be recorded either, so it is refused as a download without any checksum.
+    before = lock.read_text()
+    for url in [str(local), local.as_uri()]:
+        dl.download(url, tmp_path / "c.pth", sha256=None, key="data.sources.other", lock_file=lock, **FAST)
+        assert lock.read_text() == before
+    assert f"has sha256 {SHA}: record it as data.sources.other.sha256" in logs.text
+    with pytest.raises(InputError, match="records no server on this machine: refusing to download"):
+        dl.download(
+            f"{hosts.base}/files/cam.pth", tmp_path / "d.pth", sha256=None, key="data.sources.x", lock_file=lock
+        )
+    assert lock.read_text() == before and not (tmp_path / "d.pth").exists()
+
+
+def test_lock_of_the_earlier_format_is_read(tmp_path: Path, hosts: Hosts) -> None:
+    """{source: {sha256, location}} as the lock was first written: its record applies to its location only."""
+    lock = tmp_path / "sources.lock.yaml"
+    hosts.files["a.pth"], hosts.files["b.pth"] = OTHER, OTHER
+    lock.write_text(yaml.safe_dump({"cam": {"sha256": SHA, "location": f"{MIRROR}/a.pth"}}))
+    with pytest.raises(InputError, match=f"expected sha256 {SHA}"):
+        dl.download(f"{MIRROR}/a.pth", tmp_path / "a.pth", sha256=None, key="data.sources.cam", lock_file=lock, **FAST)
+    dl.download(f"{MIRROR}/b.pth", tmp_path / "b.pth", sha256=None, key="data.sources.cam", lock_file=lock, **FAST)
+    assert yaml.safe_load(lock.read_text())["cam"] == {
+        f"{MIRROR}/a.pth": {"sha256": SHA},
+        f"{MIRROR}/b.pth": {"sha256": OTHER_SHA},
+    }

@@ -17,9 +17,14 @@ location is tried; so is one that answers 404 or keeps timing out.
 
 Checksums: a published `sha256` (or, where the publisher gives only that, `md5`: the ResNet-38 weights in ademxapp's
 models/checksum.md5) is recorded in params.yaml and checked. Where no SHA-256 is published, the first verified
-download records the file's SHA-256 and the location it came from in the lock file (`sources.lock.yaml`, git-tracked)
-and says so in the log; every later download, on any machine or mirror, must match that record. A mismatch is refused
-naming the file and both hashes. Only the standard library is used for HTTP; gdown only reads Drive's pages.
+download records the file's SHA-256 in the lock file (`sources.lock.yaml`, git-tracked) and says so in the log: one
+record per source and URL, `{source: {url: {sha256}}}`, so the files of every route live side by side, and a source
+pointed at another URL is another file (downloaded and recorded, not taken for the file already there). A record
+applies to every download that lists its URL, from any mirror listed beside it, on any machine; a mismatch is refused
+naming the file and both hashes. Records are keyed only by locations that mean the same on every machine: a file
+fetched from a local mirror (a path, file:// or a server on this machine) is recorded under the first public location
+listed with it, and a source with none is not recorded. Only the standard library is used for HTTP; gdown only reads
+Drive's pages.
 """
 
 from __future__ import annotations
@@ -68,10 +73,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _DRIVE_ID = re.compile(r"^[-\w]{10,}$")
 LOCK_HEADER = """\
-# SHA-256 of downloaded sources whose publisher gives none (data.sources.<name> in params.yaml has no sha256),
-# recorded by the first verified download (`ppcseg download`) with the location it came from. Every later download
-# of the source, on any machine and from any mirror, must match it. Commit this file; to accept a new version of a
-# file on purpose, delete its entry and download again.
+# SHA-256 of downloaded files whose publisher gives none (data.sources.<name> or <stage>.released without sha256), one
+# record per source and URL, written by the first verified download (`ppcseg download`, `ppcseg fetch-released`).
+# Every later download that lists the URL, on any machine and from any mirror listed beside it, must match it. Commit
+# this file; to accept a new version of a file on purpose, delete its record and download again.
 """
 log = logging.getLogger("ppcseg")
 T = TypeVar("T")
@@ -91,6 +96,14 @@ class Location:
     given: str
     kind: str
     target: str
+
+    @property
+    def portable(self) -> bool:
+        """Whether the location means the same file on every machine and clone: not a local path, file:// URL or
+        server on this machine. Only such a location keys a lock record."""
+        if self.kind == "local":
+            return False
+        return self.kind == "gdrive" or urllib.parse.urlparse(self.given).hostname not in LOCAL_HTTP_HOSTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,12 +158,11 @@ def _normalised(value: str | None, pattern: re.Pattern[str], field: str, what: s
 
 @dataclass(frozen=True)
 class _Expected:
-    """Every checksum a download must match: params' sha256 and md5, and the lock file's record."""
+    """Every checksum a download must match: params' sha256 and md5, and the lock file's records of its locations."""
 
     sha256: str | None
     md5: str | None
-    locked: str | None = None
-    lock_note: str = ""
+    locked: tuple[tuple[str, str], ...] = ()  # (sha256, where it was recorded)
 
     def __bool__(self) -> bool:
         return any((self.sha256, self.md5, self.locked))
@@ -163,8 +175,9 @@ class _Expected:
             wrong.append(f"expected sha256 {self.sha256}, got {actual_sha256}")
         if self.md5 is not None and actual_md5 != self.md5:
             wrong.append(f"expected md5 {self.md5}, got {actual_md5}")
-        if self.locked is not None and actual_sha256 != self.locked:
-            wrong.append(f"expected sha256 {self.locked} ({self.lock_note}), got {actual_sha256}")
+        for locked, note in self.locked:
+            if actual_sha256 != locked:
+                wrong.append(f"expected sha256 {locked} ({note}), got {actual_sha256}")
         return actual_sha256, wrong
 
 
@@ -238,35 +251,53 @@ def parse_location(given: str, key: str) -> Location:
     return Location(given, "http", given)
 
 
-def read_lock(path: Path) -> dict[str, dict[str, str]]:
-    """The lock file's records, {source: {sha256, location}}; {} when there is no lock file yet."""
+def read_lock(path: Path) -> dict[str, dict[str, dict[str, str]]]:
+    """The lock file's records, {source: {url: {sha256}}}; {} when there is no lock file yet.
+
+    A record of the first format, {source: {sha256, location}}, is read as the record of its location.
+    """
+    from ppcseg.config import load_yaml
+
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML ({err})") from err
-    for name, entry in data.items() if isinstance(data, dict) else [(None, None)]:
-        if not isinstance(entry, dict) or not _SHA256.match(str(entry.get("sha256", ""))):
-            raise InputError(f"{path}: entry {name!r} must be {{sha256: <64 lowercase hex digits>, location: <url>}}")
-    return data
+    data = load_yaml(path, "lock file", InputError) or {}
+    shape = "{<source>: {<url>: {sha256: <64 lowercase hex digits>}}}"
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: must be a mapping {shape}, got {type(data).__name__}")
+    records: dict[str, dict[str, dict[str, str]]] = {}
+    for name, entry in data.items():
+        if isinstance(entry, dict) and set(entry) == {"sha256", "location"}:
+            entry = {entry["location"]: {"sha256": entry["sha256"]}}
+        if not isinstance(entry, dict) or not entry:
+            raise InputError(f"{path}: entry {name!r} must be {shape}")
+        for url, record in entry.items():
+            if not isinstance(url, str) or not isinstance(record, dict) or set(record) != {"sha256"}:
+                raise InputError(f"{path}: entry {name!r}, {url!r}: must be {{sha256: <64 lowercase hex digits>}}")
+            if not _SHA256.match(str(record["sha256"])):
+                raise InputError(
+                    f"{path}: entry {name!r}, {url!r}: sha256 {record['sha256']!r} is not 64 lowercase hex"
+                )
+        records[name] = entry
+    return records
 
 
-def _record(path: Path, name: str, sha256: str, location: str) -> None:
-    """Add a source's record to the lock file; another download recording it meanwhile must agree."""
+def _record(path: Path, name: str, url: str, sha256: str) -> None:
+    """Add the record of source `name` at `url` to the lock file; another download recording it meanwhile must
+    agree. The file is rewritten atomically: an interrupted write leaves the lock as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)  # parallel download jobs rewrite the same file
         entries = read_lock(path)
-        if name in entries:
-            if entries[name]["sha256"] != sha256:
+        found = entries.get(name, {}).get(url)
+        if found is not None:
+            if found["sha256"] != sha256:
                 raise InputError(
-                    f"{path}: {name} was recorded meanwhile with sha256 {entries[name]['sha256']}, this download "
+                    f"{path}: {name} from {url} was recorded meanwhile with sha256 {found['sha256']}, this download "
                     f"has {sha256}"
                 )
             return
-        entries[name] = {"sha256": sha256, "location": location}
+        entries.setdefault(name, {})[url] = {"sha256": sha256}
         write_text(path, LOCK_HEADER + yaml.safe_dump(entries, sort_keys=True, width=1000))
     finally:
         os.close(folder)  # releases the flock
@@ -280,6 +311,7 @@ def download(
     md5: str | None = None,
     key: str = "download",
     lock_file: str | Path | None = None,
+    lock_name: str | None = None,
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
     timeout_s: float = TIMEOUT_S,
@@ -287,9 +319,9 @@ def download(
     """Fetch the first location of `url` (one or a list of mirrors) that gives a verified file into `out`.
 
     Returns the file's sha256. Every checksum given is checked; sha256 is the preferred one, md5 is for sources
-    that publish nothing else. With a lock_file, a source without a sha256 in params must match the lock's record,
-    and its first download records one. key names the params entry in messages (e.g. data.sources.voc); its last
-    part names the lock entry.
+    that publish nothing else. With a lock_file, a source without a sha256 in params must match the lock's records
+    of the locations given, and its first download records one. key names the params entry in messages (e.g.
+    data.sources.voc); lock_name (default: key's last part) names the source in the lock file.
     """
     out = Path(out)
     given = [url] if isinstance(url, str) else list(url or [])
@@ -300,18 +332,22 @@ def download(
     sha256 = _normalised(sha256, _SHA256, f"{key}.sha256", "a sha256 hex digest (64 hex characters)")
     md5 = _normalised(md5, _MD5, f"{key}.md5", "an md5 hex digest (32 hex characters)")
     locations = [parse_location(g, key) for g in given]
-    name = key.rpartition(".")[2]
+    name = lock_name or key.rpartition(".")[2]
     lock_path = Path(lock_file) if lock_file is not None else None
-    record = read_lock(lock_path).get(name) if lock_path is not None else None
-    expected = _Expected(sha256, md5)
-    if record is not None:
-        note = f"recorded in {lock_path} from {record.get('location')}"
-        expected = _Expected(sha256, md5, record["sha256"], note)
-    if not expected and lock_path is None and any(loc.kind != "local" for loc in locations):
+    # The lock's records of this file: those of the source at any location given (the list names mirrors of one
+    # file). Another location is another file (a route's released model and another's live side by side).
+    recorded = read_lock(lock_path).get(name, {}) if lock_path is not None else {}
+    matching = [(loc.given, recorded[loc.given]["sha256"]) for loc in locations if loc.given in recorded]
+    locked = tuple((sha, f"recorded in {lock_path} for {url}") for url, sha in matching)
+    expected = _Expected(sha256, md5, locked)
+    portable = [loc for loc in locations if loc.portable]
+    if not expected and (lock_path is None or not portable) and any(loc.kind != "local" for loc in locations):
+        # Without a lock file, or with only servers on this machine (which a lock shared by clones cannot name).
+        unlocked = f" and {lock_path} records no server on this machine" if lock_path is not None else ""
         raise InputError(
-            f"{key}.sha256 is not recorded (nor {key}.md5): refusing to download {given[0]} unverified. Fetch the "
-            f"file once by hand, check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at the "
-            "local file, which prints the checksum)"
+            f"{key}.sha256 is not recorded (nor {key}.md5){unlocked}: refusing to download {given[0]} unverified. "
+            f"Fetch the file once by hand, check it, and set {key}.sha256 to its `sha256sum` (or point {key}.url at "
+            "the local file, which prints the checksum)"
         )
 
     if expected and out.is_file():
@@ -334,21 +370,24 @@ def download(
             raise failures[0]
         raise InputError(f"{key}: no location gave a verified file: " + "; ".join(map(str, failures)))
 
-    if sha256 is None and record is None and lock_path is not None:
-        _record(lock_path, name, actual, location.given)
+    if sha256 is None and not matching and lock_path is not None and portable:
+        # Keyed by where the file came from, or by the first portable location listed when it came from a local
+        # mirror: a path on this machine would mean nothing in another clone.
+        url = location.given if location.portable else portable[0].given
+        _record(lock_path, name, url, actual)
         log.warning(
-            "%s: %s has sha256 %s (%s); recorded with its location %s in %s: commit it, every later download must "
+            "%s: %s has sha256 %s (%s); recorded for %s in %s: commit it, every later download from there must "
             "match it",
             key,
             out,
             actual,
             f"md5 {md5} verified" if md5 else "no published checksum to verify it against",
-            location.given,
+            url if url == location.given else f"{url} (fetched from the mirror {location.given})",
             lock_path,
         )
     elif not expected:
         log.warning("%s: no checksum recorded; %s has sha256 %s: record it as %s.sha256", key, out, actual, key)
-    elif sha256 is None and record is None:
+    elif sha256 is None and not matching:
         log.warning(
             "%s: %s verified by md5 only; it has sha256 %s: record it as %s.sha256 (stronger than md5)",
             key,

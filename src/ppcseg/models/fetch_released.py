@@ -34,17 +34,14 @@ def released_entry(params: dict[str, Any], stage: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     entry = released_entry(params, args.entry)
-    # The lock file names an entry by the last part of `key`, so each stage gets its own ('cam_released', ...);
-    # messages name the params key as the user writes it.
-    lock_name, key = f"{args.entry}_released", f"{args.entry}.released"
-    try:
-        download(
-            entry.get("url"),
-            args.out,
-            sha256=entry.get("sha256"),
-            md5=entry.get("md5"),
-            key=lock_name,
-            lock_file=args.lock_file,
-        )
-    except InputError as err:
-        raise InputError(str(err).replace(lock_name, key)) from err
+    # The lock file names the stage's files '<stage>_released' (records per URL, so every route's files live side by
+    # side); messages name the params key as the user writes it.
+    download(
+        entry.get("url"),
+        args.out,
+        sha256=entry.get("sha256"),
+        md5=entry.get("md5"),
+        key=f"{args.entry}.released",
+        lock_file=args.lock_file,
+        lock_name=f"{args.entry}_released",
+    )
