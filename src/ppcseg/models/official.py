@@ -18,6 +18,12 @@ input blocks are (rate 6, 12, 18, 24, image pool) officially and (image pool, ra
 accepted only if its keys are exactly the layout's (BatchNorm `num_batches_tracked` counters may be absent, as in
 files saved by old PyTorch) with the layout's shapes; otherwise the first missing, unexpected or mis-shaped key is
 named. Nothing is loaded partially.
+
+wseg-contrast and wseg-eps-contrast hold the same tensors with the same shapes and differ only in the projection's
+name (`fc_proj` / `proj_fc`), while their background channel is fc8's row 0 in one and row 20 in the other. The name
+is checked exactly; nothing else in the file tells the two apart (where the background sits is a convention of the
+training code, not stored), so a file whose projection was renamed converts under the wrong layout without error
+(docs/faithfulness.md; tests/models/test_contrast_layouts.py).
 """
 
 from __future__ import annotations
