@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import os
 import re
@@ -15,7 +16,8 @@ from PIL import Image
 
 from ppcseg.data.cams import save_cams
 from ppcseg.data.voc import CLASSES, read_class_labels, read_ids
-from ppcseg.report import report
+from ppcseg.evaluation.compare import CSV_COLUMNS
+from ppcseg.report import comparison, report
 from ppcseg.utils.errors import InputError
 from tests.stages import args, default_params
 from tests.tinyvoc import make_voc, oracle_cams
@@ -60,7 +62,7 @@ def run_dir(tmp_path):
     return tmp_path, root, results
 
 
-def run_report(tmp_path, root, results, params, figures=True, figures_run=None):
+def run_report(tmp_path, root, results, params, figures=True, figures_run=None, comparison=None):
     namespace = args(
         data=str(root),
         table=str(results / "voc_miou.csv"),
@@ -73,6 +75,7 @@ def run_report(tmp_path, root, results, params, figures=True, figures_run=None):
         out=str(results / "report.html"),
         figures_run=figures_run,
         out_figures=str(results / "figures") if figures else None,
+        comparison=comparison,
     )
     report.run(namespace, params)
     return (results / "report.html").read_text()
@@ -224,3 +227,74 @@ def test_gt_tuned_threshold_at_the_end_of_the_sweep_is_flagged(run_dir, best, fl
     assert ("id='sweep-edge'" in page) == flagged
     if flagged:
         assert "threshold 0.59 is at the end of the sweep (0 to 0.59" in page
+
+
+def write_comparison(path: Path) -> list[dict[str, str]]:
+    """A comparison.csv like compare-experiments writes: two pairs, the SEAM pair with the paper's seed figure."""
+    rows = []
+    for baseline, method, paper in [("seam", "seam_ppc", "6.1"), ("eps", "eps_ppc", "")]:
+        for index, (stage, split) in enumerate(STAGES):
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row |= {"baseline": baseline, "method": method, "stage": stage, "split": split, "n_images": "4"}
+            row |= {"runs": "0 1 2", "baseline_median": "40.00", "method_median": f"{42 + index:.2f}"}
+            row |= {"diff_median": f"{2 + index:.2f}", "diff_min": "1.00", "diff_max": "6.00"}
+            row |= {"ci_low": "-0.50", "ci_high": f"{4 + index:.2f}", "diff_bottle": "-3.25"}
+            row["settings"] = "bootstrap_resamples=1000;bootstrap_seed=0;confidence=0.95"
+            if stage == "seed" and paper:
+                row |= {"paper_diff": paper, "paper": "55.4 -> 61.5 (SEAM seeds, VOC train)"}
+            rows.append(row)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def test_comparison_adds_its_section_and_figure_and_nothing_else_changes(run_dir):
+    tmp_path, root, results = run_dir
+    params = default_params(report={"overlay_images": 0})
+    plain = run_report(tmp_path, root, results, params)
+    plain_figures = {p.name: p.read_bytes() for p in (results / "figures").iterdir()}
+    write_comparison(results / "comparison.csv")
+    page = run_report(tmp_path, root, results, params, comparison=str(results / "comparison.csv"))
+    figures = {p.name: p.read_bytes() for p in (results / "figures").iterdir()}
+    assert set(figures) - set(plain_figures) == {"comparison.png"}
+    assert all(figures[name] == png for name, png in plain_figures.items())
+    section = page.split("<h2>Comparison of experiments")[1].split("<h2>Figures</h2>")[0]
+    # The rest of the page as before (but the code version: others may commit between the two reports).
+    version = re.compile(r"Code version <code>[^<]*</code>")
+    assert version.sub("", page.replace("<h2>Comparison of experiments" + section, "")) == version.sub("", plain)
+    table = section.split('<table id="comparison">')[1].split("</table>")[0]
+    assert table.count("<tr><td>") == 8
+    assert (
+        "<tr><td>seam_ppc \u2212 seam</td><td>seed</td><td>train</td><td>4</td><td>0 1 2</td><td>40.00</td>"
+        "<td>42.00</td><td><b>+2.00</b></td><td>+1.00, +6.00</td><td>[-0.50, +4.00]</td><td>+6.10 <small>55.4 -&gt; "
+        "61.5 (SEAM seeds, VOC train)</small></td></tr>" in table
+    )
+    assert "<th>95 % bootstrap interval</th>" in table
+    assert "id='fig-comparison'" in section and html.escape(report.FIGURES["comparison"]) in section
+    inlined = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", section)
+    assert [base64.b64decode(s) for s in inlined] == [figures["comparison.png"]]
+    per_class = section.split('<table id="comparison-per-class">')[1].split("</table>")[0]
+    assert per_class.count("<td>-3.25</td>") == 8 and "<th>bottle</th>" in per_class
+    assert "fig-comparison" not in page.split("<h2>Figures</h2>")[1]  # not among the figures of one run
+
+
+def test_comparison_figure_marks_the_paper(tmp_path):
+    rows = write_comparison(tmp_path / "comparison.csv")
+    with_paper = comparison.comparison_figure(rows)
+    for row in rows:
+        row["paper_diff"] = ""
+    without = comparison.comparison_figure(rows)
+    assert decode(with_paper).size[0] > 400 and with_paper != without
+
+
+def test_a_bad_comparison_file_stops_the_report_before_writing(run_dir):
+    tmp_path, root, results = run_dir
+    params = default_params(report={"overlay_images": 0})
+    with pytest.raises(InputError, match="comparison.csv: comparison table not found"):
+        run_report(tmp_path, root, results, params, comparison=str(results / "comparison.csv"))
+    (results / "comparison.csv").write_text("stage,mIoU\nseed,1\n")
+    with pytest.raises(InputError, match=r"comparison.csv: not a comparison table, columns \['baseline'"):
+        run_report(tmp_path, root, results, params, comparison=str(results / "comparison.csv"))
+    assert not (results / "report.html").exists() and not (results / "figures").exists()

@@ -6,6 +6,9 @@ CAMs, seeds, pseudo-masks and predictions for a fixed handful of images, and the
 With --out-figures DIR the same figures are also written as DIR/<name>.png (for `snakemake --report`, which shows each
 one with its caption from workflow/report/), and the per-class IoUs as DIR/per_class_iou.csv (one row per class, one
 column per evaluated stage, for `dvc plots`).
+
+With --comparison results/comparison.csv (compare-experiments) the page also compares the experiments: a table, the
+figure `comparison` (report/comparison.py) and the per-class differences. Without it the page is as before.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed of the run the figures show; --cams, --masks, --checkpoint and the curves must be its (default: "
         "the table's first run)",
     )
+    parser.add_argument("--comparison", help="comparison of experiments (compare-experiments --out) to show too")
 
 
 # File name (without .png) -> caption, in the order of the report. The affinity curve exists on the SEAM route only.
@@ -67,7 +71,11 @@ FIGURES: dict[str, str] = {
     "train_affinity_loss": "AffinityNet training loss",
     "seed_threshold_curve": "Seed mIoU against the background threshold (GT-tuned sweep)",
     "overlays": "Overlays: CAM, seed, pseudo-mask, prediction, ground truth",
+    "comparison": "Method minus baseline per stage: median over runs, paired bootstrap interval over images, min-max "
+    "over runs; x: the paper's stated difference",
 }
+# Shown in their own section, not among the figures of one run.
+SECTION_FIGURES = ("comparison",)
 
 
 def _png(fig) -> bytes:
@@ -281,9 +289,11 @@ def render(
     figures: dict[str, bytes | None],
     seed_note: str,
     figures_run: str,
+    comparison: list[dict[str, str]] | None = None,
 ) -> str:
     """The HTML page; `figures` maps a FIGURES name to its PNG (None: not produced on this route or run), all drawn
-    from run `figures_run`, `seed_note` is HTML shown under the table (sweep_edge_note)."""
+    from run `figures_run` but the SECTION_FIGURES, `seed_note` is HTML shown under the table (sweep_edge_note),
+    `comparison` the rows of a comparison.csv (its section is left out without them)."""
     method = params["cam"]["method"]
     route = f"{method.upper()}{' + PPC' if params['cam']['ppc'] else ''}"
     paper = PAPER[method] if params["cam"]["ppc"] else BASELINE[method]
@@ -303,11 +313,13 @@ def render(
         )
     runs = list(dict.fromkeys(row["run"] for row in rows if row["run"].isdigit()))
     figure_html = "\n".join(
-        f"<figure id='fig-{name}'><img alt='{html.escape(FIGURES[name])}' src='{data_uri(png)}'>"
-        f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
-        for name, png in figures.items()
-        if png
+        figure_tag(name, png) for name, png in figures.items() if png and name not in SECTION_FIGURES
     )
+    comparison_html = ""
+    if comparison:
+        from ppcseg.report.comparison import comparison_section  # it imports this module (_png)
+
+        comparison_html = comparison_section(comparison, figure_tag("comparison", figures["comparison"]))
     synthetic = params["data"]["source"] == "synthetic"
     note = (
         "<p class='note'>Demo run on the generated dataset: the paper's numbers are for PASCAL VOC 2012 and are not "
@@ -336,7 +348,7 @@ row uses the fixed background threshold, the GT-tuned sweep is in its settings.<
 <h2>Results (results/voc_miou.csv) beside the paper</h2>
 <div class="scroll"><table id="results">{"".join(table)}</table></div>
 {seed_note}
-{spread_table(rows, paper)}
+{spread_table(rows, paper)}{comparison_html}
 <h2>Figures</h2>
 <p>The figures show run {html.escape(figures_run)} (runs: {html.escape(", ".join(runs))}).</p>
 {figure_html}
@@ -344,6 +356,13 @@ row uses the fixed background threshold, the GT-tuned sweep is in its settings.<
 <pre>{html.escape(yaml.safe_dump(result_params, sort_keys=False))}</pre>
 </body></html>
 """
+
+
+def figure_tag(name: str, png: bytes) -> str:
+    return (
+        f"<figure id='fig-{name}'><img alt='{html.escape(FIGURES[name])}' src='{data_uri(png)}'>"
+        f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
+    )
 
 
 def per_class_table(rows: list[dict[str, str]]) -> str:
@@ -379,6 +398,11 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     run_rows = [row for row in rows if row["run"] == figures_run]
     if not run_rows:
         raise InputError(f"{args.table}: no rows of run {figures_run} (--figures-run)")
+    comparison = None
+    if args.comparison:  # read before the long work, so that a bad file fails at once
+        from ppcseg.report.comparison import comparison_figure, read_comparison
+
+        comparison = read_comparison(args.comparison)
     labels = read_class_labels(root)
     count = params["report"]["overlay_images"]
     train_ids = [i for i in read_ids(root, params["seeds"]["split"]) if labels.get(i)][:count]
@@ -405,8 +429,10 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             root, Path(args.cams), Path(args.masks), train_ids, params["seeds"]["bg_threshold"], predictions
         ),
     }
+    if comparison:
+        figures["comparison"] = comparison_figure(comparison)
     if args.out_figures:
         write_figures(args.out_figures, figures, run_rows)
     seed_note = sweep_edge_note(run_rows, Path(args.seed_curve))
-    write_text(args.out, render(params, rows, figures, seed_note, figures_run))
+    write_text(args.out, render(params, rows, figures, seed_note, figures_run, comparison))
     os.chmod(args.out, 0o666 & ~_umask())  # written through a private temporary file; readable like any other output
