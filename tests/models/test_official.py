@@ -227,3 +227,28 @@ def test_converted_deeplab_is_what_eval_seg_loads(models, tmp_path):
     model, meta = load_segmentor(out)
     assert meta["released"]["layout"] == name and meta["model"]["decode_head"]["align_corners"] is True
     assert torch.equal(model.state_dict()["decode_head.convs.0.conv.weight"], state["conv_fov.weight"])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_weights_are_refused_naming_file_and_first_tensor(models, tmp_path, capsys, value):
+    """Converted as they are, NaN weights gave a complete folder of NaN CAMs (exit 0); only eval-seeds stopped."""
+    model = project_model(models, "wseg-contrast")
+    state = official_state("wseg-contrast", model)
+    first, later = "b2.conv_branch2a.weight", "fc8.weight"
+    state[first].view(-1)[7] = value
+    state[later].view(-1)[0] = value
+    file, out = tmp_path / "released.pth", tmp_path / "work" / "checkpoint.pt"
+    torch.save(state, file)
+    assert convert_cli(write_params(tmp_path, "cam", "wseg-contrast"), "cam", file, out) == 2
+    err = capsys.readouterr().err
+    assert f"{file}: tensor '{first}' holds non-finite values" in err and later not in err
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []  # nothing written, no temporary left
+    # The way back too: a ppcseg checkpoint with NaN weights is not exported for the official code.
+    ours = tmp_path / "ours.pt"
+    project = {k: v.clone() for k, v in model.state_dict().items()}
+    project["backbone.b2.conv_branch2a.weight"].view(-1)[0] = value
+    save_checkpoint(ours, {"model": project}, model.meta)
+    argv = write_params(tmp_path, "cam", "wseg-contrast")
+    assert convert_cli(argv, "cam", ours, tmp_path / "official.pth", "--to-official") == 2
+    assert f"{ours}: tensor 'backbone.b2.conv_branch2a.weight' holds non-finite values" in capsys.readouterr().err
+    assert not (tmp_path / "official.pth").exists()

@@ -208,10 +208,26 @@ def check_layout(lay: Layout, state: dict[str, torch.Tensor], expected: dict[str
             raise InputError(f"{what}: key '{key}' has shape {tuple(value.shape)}, expected {expected[key]}")
 
 
+def check_finite(state: dict[str, torch.Tensor], path: Any) -> None:
+    """InputError naming the first tensor (in the file's order) holding NaN or an infinity.
+
+    Converted as they are, such weights give a complete folder of NaN CAMs or masks with exit 0; only an
+    evaluation much later would stop, naming one of those outputs instead of the model.
+    """
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise InputError(
+                f"{path}: tensor '{key}' holds non-finite values ({bad} of {value.numel()} NaN or inf); "
+                "refusing a model with non-finite weights"
+            )
+
+
 def from_official(lay: Layout, state: dict[str, torch.Tensor], model: nn.Module, path: Any) -> dict[str, torch.Tensor]:
     """The project state dict of `model` from an official state dict (`module.` prefixes already removed)."""
     own = model.state_dict()
     check_layout(lay, state, expected_layout(lay, model), path)
+    check_finite(state, path)
     out = {}
     for key, value in own.items():
         theirs = official_key(lay, key)
@@ -230,6 +246,7 @@ def to_official(lay: Layout, state: dict[str, torch.Tensor], model: nn.Module, p
     own = model.state_dict()
     identity = Layout(lay.name, lay.stage, "ppcseg", ())
     check_layout(identity, state, {k: tuple(v.shape) for k, v in own.items()}, path)
+    check_finite(state, path)
     out = {}
     for key in own:
         theirs = official_key(lay, key)
