@@ -59,7 +59,9 @@ def comparison_figure(rows: list[dict[str, str]]) -> bytes:
         for row in (r for r in rows if _pair(r) == pair):
             x = stages.index(f"{row['stage']}\n({row['split']})") - 0.35 + width * (p + 0.5)
             median, low, high = _value(row["diff_median"]), _value(row["ci_low"]), _value(row["ci_high"])
-            ax.vlines(x, _value(row["diff_min"]), _value(row["diff_max"]), color=colour, linewidth=0.8, alpha=0.6)
+            # Beside the interval, not under it: the two often overlap.
+            spread = [_value(row["diff_min"]), _value(row["diff_max"])]
+            ax.plot([x + width / 4] * 2, spread, color=colour, linewidth=0.8, marker="_", alpha=0.7)
             ax.errorbar(x, median, yerr=[[median - low], [high - median]], fmt="o", color=colour, capsize=4)
             if row["paper_diff"]:
                 any_paper = True
