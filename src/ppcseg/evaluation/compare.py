@@ -55,9 +55,11 @@ from ppcseg.utils.io import write_text
 
 PARAMS_KEYS: tuple[str, ...] = ("comparison",)
 ROUTES = ("seam", "seam+ppc", "eps", "eps+ppc")
-# The paper's published mIoU (%) for (baseline route, method route, stage, split): (baseline, method, where). SEAM's
-# seeds: abstract of arXiv 2110.07110; EPS's segmentation on val: its results table (DeepLab-v2, CRF). The abstract's
-# EPS figures 70.8 -> 73.6 are on the test set, which no stage evaluates.
+# The paper's published mIoU (%) for (baseline route, method route, stage, split): (baseline, method, where), each the
+# median of three runs. SEAM's seeds on train: the abstract of arXiv 2110.07110 (55.4 -> 61.5). EPS's DeepLab-v2 + CRF
+# on val: 70.9 -> 72.6 as issue #29 quotes the paper's table (72.6 is also the authors' README figure for their
+# released EPS + PPC model); the abstract gives EPS only on the test set (70.8 -> 73.6), which no stage evaluates.
+# No figure for the pseudo-masks or the single-scale segmentation: none found in the paper's text.
 PAPER: dict[tuple[str, str, str, str], tuple[float, float, str]] = {
     ("seam", "seam+ppc", "seed", "train"): (55.4, 61.5, "SEAM seeds, VOC train"),
     ("eps", "eps+ppc", "segmentation-msf-crf", "val"): (70.9, 72.6, "EPS DeepLab-v2 + CRF, VOC val"),
