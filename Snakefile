@@ -1,5 +1,16 @@
-# PPC weakly supervised semantic segmentation pipeline. The wiring lives in workflow/rules/*.smk; every stage is a
-# `ppcseg` subcommand. Paper settings: params.yaml; demo: --configfile config/demo.yaml.
+# PPC weakly supervised semantic segmentation pipeline. The wiring lives in workflow/rules/*.smk, upstream first; every
+# stage is a `ppcseg` subcommand. Paper settings: params.yaml; demo: --configfile config/demo.yaml.
+
+from snakemake.utils import min_version
+
+from ppcseg.workflow import internals
+
+# The tested releases (pyproject.toml); the Snakemake internals the workflow uses are listed in internals.py.
+min_version(internals.SNAKEMAKE_RANGE[0])
+if refusal := internals.untested_version(
+    "Snakemake", snakemake.__version__, internals.SNAKEMAKE_RANGE
+):
+    raise WorkflowError(refusal)
 
 
 configfile: "params.yaml"
@@ -9,24 +20,45 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/released.smk"
-include: "workflow/rules/integrity.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/segment.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/released.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/report.smk"
+
+
+# Every stage's output for every run (the Snakemake workflow catalog's final-output pattern): Snakemake rebuilds a
+# missing target, so an intermediate that was deleted, or removed by a stopped job, is made again together with
+# what depends on it. Downloads are left out: deleting an archive after preparation re-runs nothing.
+PER_RUN_OUTPUTS = [
+    rules.train_cam.output.checkpoint,
+    *([] if RELEASED["cam"] else [rules.train_cam.output.loss]),
+    folder_of(rules.infer_cam),
+    rules.eval_seeds.output.curve,
+    *(
+        [
+            folder_of(rules.affinity_labels),
+            rules.train_affinity.output.checkpoint,
+            *([] if RELEASED["affinity"] else [rules.train_affinity.output.loss]),
+        ]
+        if METHOD == "seam"
+        else []
+    ),
+    folder_of(masks_rule()),
+    *METRIC_ROWS,
+    rules.train_seg.output[0],
+]
 
 
 rule all:
     default_target: True
     input:
-        "results/voc_miou.csv",
-        "results/report.html",
-
-
-# After every rule is defined: rules whose inputs went missing are made to re-run (workflow/rules/integrity.smk).
-check_integrity()
-# Folders finished under another execution.shards are kept (workflow/rules/integrity.smk).
-adopt_shard_records()
+        ROOT,
+        MANIFEST,
+        SALIENCY if METHOD == "eps" else [],
+        rules.pretrain_backbone.output if SYNTHETIC else [],
+        expand(PER_RUN_OUTPUTS, run=RUNS),
+        rules.collect_results.output,
+        rules.report.output,

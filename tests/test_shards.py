@@ -17,7 +17,7 @@ from ppcseg.data.voc import read_ids
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.per_image import split_ids
-from ppcseg.utils.shards import MANIFEST, Shard, parse_shard
+from ppcseg.utils.shards import LISTING, Shard, lost_files, parse_shard
 from ppcseg.workflow.merge_shards import merge_shards
 from tests.stages import StubCamNet, args, default_params
 from tests.tinyvoc import make_voc
@@ -84,19 +84,28 @@ def test_merged_shards_are_byte_identical_to_one_job(voc, tmp_path, monkeypatch)
     infer.run(args(**cam_args, out=str(tmp_path / "cams")), params)
     shards = _sharded(infer, cam_args, params, tmp_path / "cams-merged")
     cams = _files(tmp_path / "cams")
-    assert sorted(cams) == sorted(f"{i}.npz" for i in split_ids(voc, ["train_aug", "val"]))
+    assert sorted(cams) == sorted([LISTING, *(f"{i}.npz" for i in split_ids(voc, ["train_aug", "val"]))])
     assert _files(tmp_path / "cams-merged") == cams
-    # each shard folder holds its part of the list and the manifest that merge-shards checked
-    manifest = json.loads((shards[1] / MANIFEST).read_text())
+    # each shard folder holds its part of the list and the listing that merge-shards checked
+    listing = json.loads((shards[1] / LISTING).read_text())
     ids = split_ids(voc, ["train_aug", "val"])
-    assert manifest == {"stage": "infer_cam", "shard": f"2/{K}", "files": [f"{i}.npz" for i in ids[1::K]]}
+    assert {key: listing[key] for key in ("stage", "shard", "files")} == {
+        "stage": "infer_cam",
+        "shard": f"2/{K}",
+        "files": sorted(f"{i}.npz" for i in ids[1::K]),
+    }
+    assert listing["settings"]["infer_cam"] == params["infer_cam"]  # the settings of the stage's PARAMS_KEYS
+    # the merged folder's listing is the one a single job writes: the workflow checks it for lost files
+    assert (tmp_path / "cams" / LISTING).is_file() and lost_files(tmp_path / "cams") == []
+    (tmp_path / "cams-merged" / f"{ids[0]}.npz").unlink()
+    assert lost_files(tmp_path / "cams-merged") == [f"{ids[0]}.npz"]
 
     for module, name in ((crf_masks, "crf"), (affinity_labels, "labels")):
         run_kwargs = {"data": str(voc), "cams": str(tmp_path / "cams")}
         module.run(args(**run_kwargs, out=str(tmp_path / name)), params)
         _sharded(module, run_kwargs, params, tmp_path / f"{name}-merged")
         single = _files(tmp_path / name)
-        assert len(single) == len(read_ids(voc, "train_aug")) * (2 if name == "labels" else 1)
+        assert len(single) == 1 + len(read_ids(voc, "train_aug")) * (2 if name == "labels" else 1)
         assert _files(tmp_path / f"{name}-merged") == single
 
 
@@ -116,8 +125,8 @@ def shard_folders(voc, tmp_path, monkeypatch):
 
 
 def _edit_manifest(folder: Path, **changes) -> None:
-    manifest = json.loads((folder / MANIFEST).read_text())
-    (folder / MANIFEST).write_text(json.dumps({**manifest, **changes}))
+    manifest = json.loads((folder / LISTING).read_text())
+    (folder / LISTING).write_text(json.dumps({**manifest, **changes}))
 
 
 @pytest.mark.parametrize(
@@ -129,8 +138,10 @@ def _edit_manifest(folder: Path, **changes) -> None:
         ("listed_file_gone", r"1 listed file\(s\) missing"),
         ("unlisted_file", r"1 file\(s\) no shard wrote"),
         ("other_count", r"shard 2/4 of crf_masks, but .* is a shard of 3"),
-        ("not_a_shard", r"\.ppcseg-shard\.json: not found; .* is not the folder of a finished shard job"),
-        ("broken_manifest", r"\.ppcseg-shard\.json: not a shard manifest"),
+        ("not_a_shard", r"\.ppcseg-files\.json: not found; .* is not the folder of a finished shard job"),
+        ("broken_manifest", r"\.ppcseg-files\.json: not a shard listing"),
+        ("other_settings", r"crf\.shard-2-of-3: made with other settings than .*crf\.shard-1-of-3 \(crf_masks\)"),
+        ("link_out", r"crf\.shard-2-of-3/[^ ]+\.png: a link, not a file the shard job wrote"),
     ],
 )
 def test_merge_refuses_bad_shards_and_writes_nothing(shard_folders, tmp_path, capsys, breakage, message):
@@ -141,9 +152,9 @@ def test_merge_refuses_bad_shards_and_writes_nothing(shard_folders, tmp_path, ca
     elif breakage == "repeated_shard":
         given = [one, two, three, one]
     elif breakage == "overlap":
-        stolen = json.loads((one / MANIFEST).read_text())["files"][0]
+        stolen = json.loads((one / LISTING).read_text())["files"][0]
         shutil.copy(one / stolen, two / stolen)
-        _edit_manifest(two, files=[*json.loads((two / MANIFEST).read_text())["files"], stolen])
+        _edit_manifest(two, files=[*json.loads((two / LISTING).read_text())["files"], stolen])
     elif breakage == "listed_file_gone":
         next(two.glob("*.png")).unlink()
     elif breakage == "unlisted_file":
@@ -151,9 +162,18 @@ def test_merge_refuses_bad_shards_and_writes_nothing(shard_folders, tmp_path, ca
     elif breakage == "other_count":
         _edit_manifest(two, shard="2/4")
     elif breakage == "not_a_shard":
-        (three / MANIFEST).unlink()
+        (three / LISTING).unlink()
     elif breakage == "broken_manifest":
-        (three / MANIFEST).write_text("{")
+        (three / LISTING).write_text("{")
+    elif breakage == "other_settings":
+        settings = json.loads((two / LISTING).read_text())["settings"]
+        _edit_manifest(two, settings={**settings, "crf_masks": {**settings["crf_masks"], "alpha": 99}})
+    elif breakage == "link_out":
+        victim = next(two.glob("*.png"))
+        outside = tmp_path / "elsewhere.png"
+        shutil.copy(victim, outside)
+        victim.unlink()
+        victim.symlink_to(outside)
     out = tmp_path / "shards" / "crf"
     before = sorted(p.name for p in out.parent.iterdir())
     code = main(["merge-shards", "--out", str(out), *map(str, given)])
@@ -171,7 +191,7 @@ def test_merge_replaces_an_old_folder_whole(shard_folders, tmp_path):
     out.mkdir()
     (out / "old.png").write_bytes(b"old")
     assert main(["merge-shards", "--out", str(out), *map(str, shard_folders)]) == 0
-    assert "old.png" not in _files(out) and len(_files(out)) == 7  # nor the shards' timestamps
+    assert "old.png" not in _files(out) and len(_files(out)) == 1 + 7  # the listing, not the shards' timestamps
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())
 
 

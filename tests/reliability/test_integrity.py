@@ -26,6 +26,7 @@ from ppcseg.utils.io import atomic_dir, atomic_path, write_json
 from tests.stages import StubCamNet, args, default_params, interrupted_run, keep_only, tiny_cam_params
 from tests.timing import HANG_GUARD_S
 from tests.tinyvoc import make_voc, oracle_cams
+from tests.workflow.helpers import DEMO, planned_rules, snakemake
 
 torch.set_num_threads(1)
 
@@ -210,11 +211,9 @@ def _copy_finished(demo_run, dest: Path) -> Path:
     return dest
 
 
-def _planned(repo: Path, *overlays: str) -> set[str]:
+def _planned(repo: Path, *args: str) -> set[str]:
     """Rules of the jobs `snakemake -n` plans for the demo."""
-    from tests.workflow.helpers import DEMO, DEMO_TARGETS, planned_rules
-
-    return planned_rules(repo, *DEMO_TARGETS, *DEMO, *overlays)
+    return planned_rules(repo, *DEMO, *args)
 
 
 DOWNSTREAM_OF_CAMS = {"eval_seeds", "affinity_labels", "train_affinity", "random_walk", "eval_masks", "train_seg"}
@@ -232,21 +231,42 @@ def test_edits_inside_the_dataset_rerun_the_stages_that_read_it(demo_run, tmp_pa
     labels.write_text(labels.read_text() + "\n")  # new content, same meaning: the files differ, so it re-runs
     assert {"train_cam", "eval_seeds", "eval_masks", "eval_seg"} <= _planned(repo)
     assert "make_synthetic_voc" not in _planned(repo)  # the edit is kept, not regenerated
+    # An edit that keeps the size and the mtime (`touch -r`) is seen too (the kernel's ctime changes).
+    repo = _copy_finished(demo_run, tmp_path / "same_stat")
+    mask = sorted((repo / "data/synthetic/VOCdevkit/VOC2012/SegmentationClass").glob("*.png"))[0]
+    before = mask.stat()
+    data = bytearray(mask.read_bytes())
+    data[-20] ^= 0xFF
+    mask.write_bytes(bytes(data))
+    os.utime(mask, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert mask.stat().st_size == before.st_size and mask.stat().st_mtime_ns == before.st_mtime_ns
+    assert {"eval_seeds", "eval_masks", "eval_seg"} <= _planned(repo)
+    # A manifest deleted and written again for the same dataset re-runs nothing.
+    repo = _copy_finished(demo_run, tmp_path / "manifest")
+    (repo / "data/synthetic/VOCdevkit/VOC2012.manifest.tsv").unlink()
+    assert _planned(repo) == set()
 
 
 @pytest.mark.slow
 @pytest.mark.workflow
 def test_a_deleted_intermediate_is_rebuilt_by_the_same_command(demo_run, tmp_path):
-    """Case 6: one CAM file deleted, or the whole masks folder: `snakemake` rebuilds it and what depends on it."""
+    """Case 6: the whole masks folder or the CAM checkpoint deleted: `snakemake` rebuilds it and what depends on it;
+    one CAM file deleted: refused before any job runs, and `--forcerun infer_cam` rebuilds the folder."""
     repo = _copy_finished(demo_run, tmp_path / "one_cam")
     next((repo / "work/runs/0/cam/cams").glob("*.npz")).unlink()
-    assert {"infer_cam"} | DOWNSTREAM_OF_CAMS <= _planned(repo)
-    assert "train_cam" not in _planned(repo)
+    proc = snakemake(repo, "-n", *DEMO, check=False)
+    assert proc.returncode != 0 and "rebuild it with `--forcerun infer_cam`" in proc.stdout + proc.stderr
+    planned = _planned(repo, "--forcerun", "infer_cam")
+    assert {"infer_cam"} | DOWNSTREAM_OF_CAMS <= planned
+    assert "train_cam" not in planned
     repo = _copy_finished(demo_run, tmp_path / "masks")
     shutil.rmtree(repo / "work/runs/0/masks/random_walk")
     planned = _planned(repo)
     assert {"random_walk", "eval_masks", "train_seg", "eval_seg", "collect_results", "report"} <= planned
     assert not {"infer_cam", "train_affinity"} & planned
+    repo = _copy_finished(demo_run, tmp_path / "checkpoint")
+    (repo / "work/runs/0/cam/checkpoint.pt").unlink()
+    assert {"train_cam", "infer_cam"} | DOWNSTREAM_OF_CAMS <= _planned(repo)
 
 
 @pytest.mark.slow
@@ -259,11 +279,11 @@ def test_a_change_is_not_forgotten_after_snakemake_is_stopped(demo_run, tmp_path
 
     import yaml
 
-    from tests.workflow.helpers import BIN, DEMO_TARGETS, tool_env
+    from tests.workflow.helpers import BIN, tool_env
 
     repo = _copy_finished(demo_run, tmp_path / "repo")
     (repo / "lr.yaml").write_text(yaml.safe_dump({"cam": {"lr": 0.0123}}))
-    cmd = [str(BIN / "snakemake"), *DEMO_TARGETS, "--cores", "2", "--configfile", "config/demo.yaml", "lr.yaml"]
+    cmd = [str(BIN / "snakemake"), "--cores", "2", "--configfile", "config/demo.yaml", "lr.yaml"]
     log = repo / "logs/runs/0/train_cam.log"
     log.unlink()
     proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), start_new_session=True, text=True)

@@ -14,7 +14,7 @@ import pytest
 from tests.slurm.cluster import FAST_POLLING as FAST
 from tests.slurm.cluster import LocalSlurm, start_or_skip
 from tests.timing import HANG_GUARD_S
-from tests.workflow.helpers import BIN, REPO, scratch_repo, tool_env
+from tests.workflow.helpers import BIN, REPO, planning_copy, scratch_repo, tool_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 GPU_RULES = {"train_cam", "infer_cam", "train_affinity", "random_walk", "train_seg", "eval_seg"}
@@ -128,8 +128,8 @@ def test_cancelled_job_fails_then_resume_completes(cluster, slurm_run, tmp_path)
 def test_paper_dry_run_shows_gpu_requests(cluster):
     env = dict(tool_env(), **cluster.env)
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "slurm", "results/voc_miou.csv", "-n", "--forceall"],
-        cwd=REPO,
+        [str(BIN / "snakemake"), "--profile", "slurm", "-n", "--forceall"],
+        cwd=planning_copy(),
         env=env,
         capture_output=True,
         text=True,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +16,6 @@ from tests.timing import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-DEMO_TARGETS = ["results/voc_miou.csv", "results/report.html"]
 DEMO = ["--configfile", "config/demo.yaml"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "ppcseg tests",
@@ -85,15 +87,23 @@ def snakemake_jobs(output: str) -> list[dict[str, str]]:
 
 
 def planned_rules(repo: Path, *args: str) -> set[str]:
-    """The rules of the jobs `snakemake -n *args` would run in `repo` (empty when nothing is to be done)."""
-    return {job["rule"] for job in snakemake_jobs(snakemake(repo, "-n", *args).stdout)}
+    """The rules of the jobs `snakemake -n *args` would run in `repo` (empty when nothing is to be done; the default
+    target's rule `all`, which runs nothing, left out)."""
+    return {job["rule"] for job in snakemake_jobs(snakemake(repo, "-n", *args).stdout)} - {"all"}
 
 
-def dry_run_rules(*configfiles: str, repo: Path = REPO, forceall: bool = True) -> set[str]:
-    """The rules of the jobs towards results/voc_miou.csv with these params overlays (all of the DAG with forceall)."""
-    return planned_rules(
-        repo, "results/voc_miou.csv", *(["--forceall"] if forceall else []), "--configfile", *configfiles
-    )
+@functools.cache
+def planning_copy() -> Path:
+    """A scratch copy of the repository for dry runs, so that tests never plan in the developer's checkout."""
+    dest = Path(tempfile.mkdtemp(prefix="ppcseg-plan-"))
+    atexit.register(shutil.rmtree, dest, ignore_errors=True)
+    return scratch_repo(dest)
+
+
+def dry_run_rules(*configfiles: str, repo: Path | None = None, forceall: bool = True) -> set[str]:
+    """The rules of the jobs of the default target with these params overlays (all of the DAG with forceall), planned
+    in `repo` or in a scratch copy of the repository."""
+    return planned_rules(repo or planning_copy(), *(["--forceall"] if forceall else []), "--configfile", *configfiles)
 
 
 def timed(fn, *args, **kwargs):

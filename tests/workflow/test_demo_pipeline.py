@@ -13,10 +13,10 @@ from ppcseg.evaluation.miou import ConfusionMatrix
 from tests.workflow.helpers import (
     BIN,
     DEMO,
-    DEMO_TARGETS,
     REPO,
     dry_run_rules,
     planned_rules,
+    planning_copy,
     run,
     scratch_repo,
     snakemake,
@@ -61,7 +61,7 @@ def test_results_table(demo_run):
 
 def test_second_run_has_nothing_to_do(demo_run):
     repo, _ = demo_run
-    proc = snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO)
+    proc = snakemake(repo, "--cores", "2", *DEMO)
     assert snakemake_jobs(proc.stdout + proc.stderr) == []
 
 
@@ -71,7 +71,7 @@ def test_changing_a_ppc_param_reruns_from_train_cam(demo_run):
     original = params.read_text()
     try:
         params.write_text(original.replace("sampling: random", "sampling: first", 1))
-        rules = planned_rules(repo, *DEMO_TARGETS, *DEMO)
+        rules = planned_rules(repo, *DEMO)
     finally:
         params.write_text(original)
     assert {"train_cam", "eval_seg"} <= rules
@@ -93,7 +93,7 @@ def test_bad_params_fail_before_any_job(tmp_path):
 
 
 def test_paper_dry_run_starts_from_downloads():
-    rules = planned_rules(REPO, "results/voc_miou.csv", "--forceall")
+    rules = planned_rules(planning_copy(), "--forceall")
     assert {"download_voc", "download_sbd", "download_resnet38", "prepare_voc", "train_cam", "random_walk"} <= rules
     assert "make_synthetic_voc" not in rules
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from tests.timing import HANG_GUARD_S
-from tests.workflow.helpers import BIN, DEMO_TARGETS, planned_rules, run, scratch_repo, snakemake
+from tests.workflow.helpers import BIN, planned_rules, run, scratch_repo, snakemake
 
 pytestmark = pytest.mark.workflow
 DEMO_PARAMS = ["--params", "params.yaml", "--params", "config/demo.yaml"]
@@ -63,8 +63,8 @@ def test_fresh_clone_pull_recomputes_nothing(dvc_repo, tmp_path):
     dvc(clone, "pull")
     # Snakemake goes by modification times: once DVC has verified the hashes, touch outputs in DAG order.
     dvc(clone, "status", "--quiet")
-    snakemake(clone, *DEMO_TARGETS, "--touch", "--cores", "1", "--configfile", "config/demo.yaml")
-    assert planned_rules(clone, *DEMO_TARGETS, "--cores", "1", "--configfile", "config/demo.yaml") == set()
+    snakemake(clone, "--touch", "--cores", "1", "--configfile", "config/demo.yaml")
+    assert planned_rules(clone, "--cores", "1", "--configfile", "config/demo.yaml") == set()
 
 
 def _experiments(shown):

@@ -37,7 +37,7 @@ TRAINING_RULES = ("train_cam", "train_seg")
 @cache
 def jobs(overlays: tuple[str, ...], gpus: int = 1) -> list[Any]:
     resources = {rule: {"gpu": gpus} for rule in TRAINING_RULES} if gpus != 1 else None
-    return snakemake_jobs(REPO / "Snakefile", ["params.yaml", *overlays], resources)
+    return snakemake_jobs(REPO / "Snakefile", ["params.yaml", *overlays], resources, unsharded=False)
 
 
 def stage_parser(stage: str) -> argparse.ArgumentParser:

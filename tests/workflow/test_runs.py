@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ppcseg.data.voc import CLASSES
-from tests.workflow.helpers import DEMO, DEMO_TARGETS, scratch_repo, snakemake
+from tests.workflow.helpers import DEMO, scratch_repo, snakemake
 
 pytestmark = pytest.mark.workflow
 SHARED = {"make_synthetic_voc", "pretrain_backbone", "collect_results", "report"}
@@ -25,7 +25,7 @@ PER_RUN |= {"train_seg", "eval_seg"}
 def planned_jobs(repo: Path, *overlays: str, forceall: bool = False) -> list[tuple[str, str | None]]:
     """(rule, run wildcard or None) of every job `snakemake -n` lists for the demo with these overlays (one
     --configfile: a second one would replace the first), read from its "rule NAME:" blocks."""
-    out = snakemake(repo, *DEMO_TARGETS, "-n", *(["--forceall"] if forceall else []), *DEMO, *overlays).stdout
+    out = snakemake(repo, "-n", *(["--forceall"] if forceall else []), *DEMO, *overlays).stdout
     jobs: list[tuple[str, str | None]] = []
     for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", out):
         head = re.match(r"(?:local)?rule (\S+):\n", block)
@@ -77,11 +77,11 @@ def test_two_runs_match_single_runs_and_adding_a_run_keeps_the_first(demo_run, t
     assert {run for rule, run in planned if rule in PER_RUN} == {"1"}, planned
     assert {rule for rule, run in planned if run is None} == {"collect_results", "report"}, planned
     start = time.monotonic()
-    snakemake(repo, *DEMO_TARGETS, "--cores", "2", *DEMO, overlay)
+    snakemake(repo, "--cores", "2", *DEMO, overlay)
     print(f"run 1 added to the demo: {time.monotonic() - start:.0f} s")
 
     single = scratch_repo(tmp_path / "seed1")
-    snakemake(single, *DEMO_TARGETS, "--cores", "2", *DEMO, runs_overlay(single, [1]))
+    snakemake(single, "--cores", "2", *DEMO, runs_overlay(single, [1]))
 
     table = read_table(repo / "results/voc_miou.csv")
     seed0 = {row["stage"]: row for row in read_table(done / "results/voc_miou.csv")}

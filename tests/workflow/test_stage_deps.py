@@ -13,7 +13,6 @@ from ppcseg.workflow.stage_deps import code_files, params_keys, stage_modules
 from tests.workflow.helpers import (
     BIN,
     DEMO,
-    DEMO_TARGETS,
     REPO,
     planned_rules,
     run,
@@ -83,7 +82,7 @@ def test_every_stage_declares_its_params_keys():
 def job_outputs(repo: Path) -> dict[str, list[str]]:
     """rule -> its jobs' outputs, from a forced dry run of the demo."""
     outputs: dict[str, list[str]] = {}
-    for job in snakemake_jobs(snakemake(repo, *DEMO_TARGETS, "-n", "--forceall", *DEMO).stdout):
+    for job in snakemake_jobs(snakemake(repo, "-n", "--forceall", *DEMO).stdout):
         if "output" in job:
             outputs.setdefault(job["rule"], []).extend(f.strip() for f in job["output"].split(","))
     return outputs
@@ -112,8 +111,8 @@ def up_to_date_demo(tmp_path_factory):
                 path.touch()
             else:
                 path.mkdir(parents=True, exist_ok=True)
-    snakemake(repo, *DEMO_TARGETS, "--touch", "--cores", "1", *DEMO)
-    assert planned_rules(repo, *DEMO_TARGETS, *DEMO) == set()
+    snakemake(repo, "--touch", "--cores", "1", *DEMO)
+    assert planned_rules(repo, *DEMO) == set()
     return repo, outputs
 
 

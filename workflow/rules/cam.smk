@@ -5,10 +5,7 @@ CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrai
 
 rule train_cam:
     input:
-        code("train-cam"),
-        rebuild_flag("train_cam", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
+        **stage_inputs("train-cam"),
         weights=CAM_WEIGHTS,
         saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
     output:
@@ -40,11 +37,8 @@ rule train_cam:
 
 rule infer_cam:
     input:
-        code("infer-cam"),
-        rebuild_flag("infer_cam", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        checkpoint="work/runs/{run}/cam/checkpoint.pt",
+        **stage_inputs("infer-cam"),
+        checkpoint=rules.train_cam.output.checkpoint,
     output:
         per_image_output("work/runs/{run}/cam/cams"),
     log:
@@ -67,11 +61,8 @@ rule infer_cam:
 
 rule eval_seeds:
     input:
-        code("eval-seeds"),
-        rebuild_flag("eval_seeds", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
+        **stage_inputs("eval-seeds"),
+        cams=finished(rules.infer_cam),
     output:
         metrics="results/runs/{run}/metrics/seed.json",
         curve=report(

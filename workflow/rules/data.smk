@@ -13,8 +13,7 @@ if SYNTHETIC:
 
     rule make_synthetic_voc:
         input:
-            code("make-synthetic-voc"),
-            rebuild_flag("make_synthetic_voc"),
+            **stage_inputs("make-synthetic-voc", reads_data=False),
         output:
             root=directory(ROOT),
             manifest=MANIFEST,
@@ -30,10 +29,7 @@ if SYNTHETIC:
 
     rule pretrain_backbone:
         input:
-            code("pretrain-backbone"),
-            rebuild_flag("pretrain_backbone"),
-            data=ROOT,
-            manifest=MANIFEST,
+            **stage_inputs("pretrain-backbone"),
         output:
             "data/weights/tiny.pth",
         log:
@@ -56,8 +52,7 @@ else:
 
     rule prepare_voc:
         input:
-            code("prepare-voc"),
-            rebuild_flag("prepare_voc"),
+            **stage_inputs("prepare-voc", reads_data=False),
             voc=DOWNLOADS["voc"],
             sbd=DOWNLOADS["sbd"],
         output:
@@ -76,8 +71,7 @@ else:
 
     rule prepare_saliency:
         input:
-            code("prepare-saliency"),
-            rebuild_flag("prepare_saliency"),
+            **stage_inputs("prepare-saliency", reads_data=False),
             archive=DOWNLOADS["saliency"],
         output:
             directory(SALIENCY),
@@ -102,7 +96,7 @@ for _source, _path in DOWNLOADS.items():
         name:
             f"download_{_source}"
         input:
-            code("download"),
+            **stage_inputs("download", reads_data=False),
         output:
             _path,
         log:

@@ -1,19 +1,10 @@
 # Pseudo-masks: AffinityNet random walk (SEAM route) or dense CRF on CAM + saliency (EPS route), and their evaluation.
 
-MASKS = (
-    "work/runs/{run}/masks/random_walk"
-    if METHOD == "seam"
-    else "work/runs/{run}/masks/crf"
-)
-
 
 rule affinity_labels:
     input:
-        code("affinity-labels"),
-        rebuild_flag("affinity_labels", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
+        **stage_inputs("affinity-labels"),
+        cams=finished(rules.infer_cam),
     output:
         per_image_output("work/runs/{run}/affinity/labels"),
     log:
@@ -40,11 +31,8 @@ AFFINITY_WEIGHTS = backbone_weights(
 
 rule train_affinity:
     input:
-        code("train-affinity"),
-        rebuild_flag("train_affinity", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        labels="work/runs/{run}/affinity/labels",
+        **stage_inputs("train-affinity"),
+        labels=finished(rules.affinity_labels),
         weights=AFFINITY_WEIGHTS,
     output:
         checkpoint="work/runs/{run}/affinity/checkpoint.pt",
@@ -73,12 +61,9 @@ rule train_affinity:
 
 rule random_walk:
     input:
-        code("random-walk"),
-        rebuild_flag("random_walk", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
-        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
+        **stage_inputs("random-walk"),
+        cams=finished(rules.infer_cam),
+        checkpoint=rules.train_affinity.output.checkpoint,
     output:
         per_image_output("work/runs/{run}/masks/random_walk"),
     log:
@@ -101,11 +86,8 @@ rule random_walk:
 
 rule crf_masks:
     input:
-        code("crf-masks"),
-        rebuild_flag("crf_masks", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        cams="work/runs/{run}/cam/cams",
+        **stage_inputs("crf-masks"),
+        cams=finished(rules.infer_cam),
     output:
         per_image_output("work/runs/{run}/masks/crf"),
     log:
@@ -127,11 +109,8 @@ rule crf_masks:
 
 rule eval_masks:
     input:
-        code("eval-masks"),
-        rebuild_flag("eval_masks", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        masks=MASKS,
+        **stage_inputs("eval-masks"),
+        masks=finished(masks_rule()),
     output:
         "results/runs/{run}/metrics/mask.json",
     log:

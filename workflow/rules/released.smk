@@ -2,13 +2,11 @@
 # `<stage>.released` is set is not trained: its official file is downloaded (checksum verified) and converted into the
 # checkpoint its training would have written, and everything downstream runs as usual.
 
-RELEASED = {
-    stage: config[stage]["released"] for stage in ("cam", "affinity", "segmentation")
-}
+# The checkpoint each entry stands in for: the training rule's.
 RELEASED_CHECKPOINTS = {
-    "cam": "work/runs/{run}/cam/checkpoint.pt",
-    "affinity": "work/runs/{run}/affinity/checkpoint.pt",
-    "segmentation": "work/runs/{run}/seg/checkpoint.pth",
+    "cam": rules.train_cam.output.checkpoint,
+    "affinity": rules.train_affinity.output.checkpoint,
+    "segmentation": rules.train_seg.output[0],
 }
 
 
@@ -18,7 +16,7 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
         name:
             f"download_released_{_stage}"
         input:
-            code("fetch-released"),
+            **stage_inputs("fetch-released", reads_data=False),
         output:
             f"data/released/{_stage}.pth",
         log:
@@ -38,7 +36,7 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
         name:
             f"convert_released_{_stage}"
         input:
-            code("convert-released"),
+            **stage_inputs("convert-released", reads_data=False),
             file=f"data/released/{_stage}.pth",
         output:
             RELEASED_CHECKPOINTS[_stage],

@@ -1,10 +1,12 @@
 # Results table, metrics for `dvc metrics`, and the self-contained HTML report.
 
+# The metrics files of one run, in the table's order: seeds, masks, segmentation (single scale, then MS + flip + CRF).
 METRIC_ROWS = [
-    "results/runs/{run}/metrics/seed.json",
-    "results/runs/{run}/metrics/mask.json",
-    "results/runs/{run}/metrics/segmentation_single.json",
-    "results/runs/{run}/metrics/segmentation_msf-crf.json",
+    rules.eval_seeds.output.metrics,
+    rules.eval_masks.output[0],
+    *expand(
+        rules.eval_seg.output[0], protocol=["single", "msf-crf"], allow_missing=True
+    ),
 ]
 # The report's figures (overlays, curves) come from the first run of `runs`; its tables show every run.
 FIGURES_RUN = RUNS[0]
@@ -12,9 +14,8 @@ FIGURES_RUN = RUNS[0]
 
 rule collect_results:
     input:
-        code("collect-results"),
-        rebuild_flag("collect_results"),
-        rows=[row for pattern in METRIC_ROWS for row in per_run(pattern)],
+        **stage_inputs("collect-results", reads_data=False),
+        rows=expand(METRIC_ROWS, run=RUNS),
     output:
         csv=report(
             "results/voc_miou.csv",
@@ -40,9 +41,11 @@ rule collect_results:
 
 
 # The loss curves the report draws: none of a released model, the AffinityNet one on the SEAM route only.
-CAM_LOSS = [] if RELEASED["cam"] else [f"results/runs/{FIGURES_RUN}/train_cam_loss.csv"]
+CAM_LOSS = (
+    [] if RELEASED["cam"] else expand(rules.train_cam.output.loss, run=FIGURES_RUN)
+)
 AFFINITY_LOSS = (
-    [f"results/runs/{FIGURES_RUN}/train_affinity_loss.csv"]
+    expand(rules.train_affinity.output.loss, run=FIGURES_RUN)
     if METHOD == "seam" and not RELEASED["affinity"]
     else []
 )
@@ -50,16 +53,13 @@ AFFINITY_LOSS = (
 
 rule report:
     input:
-        code("report"),
-        rebuild_flag("report"),
-        data=ROOT,
-        manifest=MANIFEST,
-        csv="results/voc_miou.csv",
-        cams=f"work/runs/{FIGURES_RUN}/cam/cams",
-        masks=MASKS.replace("{run}", FIGURES_RUN),
-        checkpoint=f"work/runs/{FIGURES_RUN}/seg/checkpoint.pth",
+        **stage_inputs("report"),
+        csv=rules.collect_results.output.csv,
+        cams=finished(rules.infer_cam, run=FIGURES_RUN),
+        masks=finished(masks_rule(), run=FIGURES_RUN),
+        checkpoint=expand(rules.train_seg.output[0], run=FIGURES_RUN),
         cam_loss=CAM_LOSS,
-        seed_curve=f"results/runs/{FIGURES_RUN}/seed_threshold_curve.csv",
+        seed_curve=expand(rules.eval_seeds.output.curve, run=FIGURES_RUN),
         affinity_loss=AFFINITY_LOSS,
     output:
         html=report(

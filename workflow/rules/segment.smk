@@ -5,11 +5,8 @@ SEG_WEIGHTS = backbone_weights(config["segmentation"]["backbone"])
 
 rule train_seg:
     input:
-        code("train-seg"),
-        rebuild_flag("train_seg", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        masks=MASKS,
+        **stage_inputs("train-seg"),
+        masks=finished(masks_rule()),
         weights=SEG_WEIGHTS,
     output:
         "work/runs/{run}/seg/checkpoint.pth",
@@ -34,11 +31,8 @@ rule train_seg:
 
 rule eval_seg:
     input:
-        code("eval-seg"),
-        rebuild_flag("eval_seg", "{run}"),
-        data=ROOT,
-        manifest=MANIFEST,
-        checkpoint="work/runs/{run}/seg/checkpoint.pth",
+        **stage_inputs("eval-seg"),
+        checkpoint=rules.train_seg.output[0],
     output:
         "results/runs/{run}/metrics/segmentation_{protocol}.json",
     log:

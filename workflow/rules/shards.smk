@@ -1,6 +1,7 @@
-# With execution.shards K > 1: the merge job of each per-image rule (the rule itself then writes shard folders, see
-# common.smk).
+# With execution.shards K > 1: the merge job of each per-image rule, which writes the folder the next stages read
+# from the K shard folders of its rule (common.smk: per_image_output). Changing K re-runs the per-image stages.
 
+from ppcseg.utils.per_image import PER_IMAGE_STAGES
 
 if SHARDS > 1:
     for _stage in PER_IMAGE_STAGES:
@@ -8,17 +9,15 @@ if SHARDS > 1:
         rule:
             name:
                 f"{_stage}_merge"
-            # The stage's inputs too: the merge job stands for the stage (same params, same rebuild flag), so that a
-            # change that re-runs the stage re-runs it, and through it the shard jobs, whose folders are gone.
             input:
-                getattr(rules, _stage).input,
+                **stage_inputs("merge-shards", reads_data=False),
                 shards=expand(
-                    shard_folder(stage_folder(_stage)),
+                    getattr(rules, _stage).output[0],
                     shard=range(1, SHARDS + 1),
                     allow_missing=True,
                 ),
             output:
-                directory(stage_folder(_stage)),
+                directory(folder_of(getattr(rules, _stage))),
             log:
                 f"logs/runs/{{run}}/{_stage}_merge.log",
             localrule: True
@@ -27,6 +26,5 @@ if SHARDS > 1:
             threads: 1
             params:
                 params_files=params_args,
-                settings=settings(_stage.replace("_", "-")),
             shell:
                 "ppcseg merge-shards {params.params_files} --out {output:q} {input.shards:q} --log-file {log:q}"

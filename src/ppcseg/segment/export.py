@@ -53,4 +53,4 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
             save_mask(
                 partial / f"{image_id}.png", predict_labels(model, load_image(images / f"{image_id}.jpg"), protocol)
             )
-    finish_partial(args.out, [f"{i}.png" for i in ids], identity)
+    finish_partial(args.out, [f"{i}.png" for i in ids], identity, stage="export_predictions")

@@ -22,7 +22,7 @@ from ppcseg.data.voc import read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import is_temporary, stat_fingerprint, write_text
 from ppcseg.utils.progress import progress
-from ppcseg.utils.shards import Shard, write_manifest
+from ppcseg.utils.shards import Shard, write_listing
 
 FINGERPRINT = ".ppcseg-partial.json"
 # The per-image stages of the pipeline, by rule name (the workflow shards these and checks their folders).
@@ -168,8 +168,8 @@ def finish_partial(
     """Rename `<out>.partial` to `<out>` once it holds every expected file and nothing else of ours.
 
     Fails (the partial folder stays, to be resumed) when a file is missing or the fingerprint is gone or different:
-    the folder was changed (deleted, emptied, written by another run) while the stage ran. A shard's folder
-    also gets the manifest, naming `stage`, that `merge-shards` checks (utils/shards.py).
+    the folder was changed (deleted, emptied, written by another run) while the stage ran. The finished folder gets
+    its listing (stage, settings, files; and the shard) that `merge-shards` and the workflow check (utils/shards.py).
     """
     out, partial = Path(out), partial_path(out)
     stamp = partial / FINGERPRINT
@@ -182,8 +182,7 @@ def finish_partial(
             "(the folder changed while the stage ran); run the stage again"
         )
     remove_temporaries(partial)
-    if shard is not None:
-        write_manifest(partial, stage, shard, list(expected))
+    write_listing(partial, stage, json.loads(identity)["settings"], list(expected), shard)
     if out.exists():
         shutil.rmtree(out)
     stamp.unlink()

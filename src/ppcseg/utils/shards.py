@@ -1,13 +1,17 @@
-"""Shards of the per-image stages (README, "Slurm": execution.shards).
+"""Shards of the per-image stages (docs/slurm-and-dvc.md: execution.shards) and the listing of a finished folder.
 
-A per-image stage run with `--shard I/K` (1-based: 1/K .. K/K) processes the images `ids[I-1::K]` of its list and,
-when they are all written, leaves in its output folder a manifest naming the stage, the shard and the files it wrote,
-which `ppcseg merge-shards` (workflow/merge_shards.py) checks when it joins the K folders.
+A per-image stage run with `--shard I/K` (1-based: 1/K .. K/K) processes the images `ids[I-1::K]` of its list.
+Every finished per-image folder, whole or a shard, holds a listing (`LISTING`) naming the stage, the settings it was
+made with and the files it wrote (plus the shard, for a shard): `ppcseg merge-shards` (workflow/merge_shards.py)
+checks it when it joins the K folders, and the workflow checks a finished folder against it before planning
+(`lost_files`), so a folder that lost files is never taken as complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import TypeVar
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_json
 
-MANIFEST = ".ppcseg-shard.json"
+LISTING = ".ppcseg-files.json"
 T = TypeVar("T")
 
 
@@ -60,5 +64,31 @@ def add_shard_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def write_manifest(folder: Path, stage: str, shard: Shard, files: list[str]) -> None:
-    write_json(folder / MANIFEST, {"stage": stage, "shard": str(shard), "files": files})
+def write_listing(folder: Path, stage: str, settings: dict, files: list[str], shard: Shard | None = None) -> None:
+    """The listing of a finished folder; files sorted, so that K shards merged give the bytes one job writes."""
+    listing = {"stage": stage, "settings": settings, "files": sorted(files)}
+    write_json(folder / LISTING, listing if shard is None else {**listing, "shard": str(shard)})
+
+
+def lost_files(folder: str | Path) -> list[str]:
+    """The files a finished folder's listing names that are gone (none for a folder without a readable listing).
+
+    One directory listing per subfolder: a few milliseconds for VOC's 10 582 images.
+    """
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / LISTING).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    present: dict[str, set[str]] = {}
+    lost = []
+    for name in files:
+        subfolder, _, base = str(name).rpartition("/")
+        if subfolder not in present:
+            try:
+                present[subfolder] = set(os.listdir(folder / subfolder))
+            except OSError:
+                present[subfolder] = set()
+        if base not in present[subfolder]:
+            lost.append(name)
+    return lost
