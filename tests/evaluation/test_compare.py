@@ -230,11 +230,22 @@ def _missing(root: Path) -> str:
 
 
 def _nan(root: Path) -> str:
-    """An evaluation with no pixel of any class: mIoU NaN (null in the JSON)."""
-    folder = root / "seam" / "0"
-    write_confusions(folder / "seed_confusion.npz", IDS["train"], np.zeros((7, 21, 21), np.int64))
-    write_metrics_row(folder / "seed.json", metrics_row("seed", "train", np.full(21, np.nan), 7, {}))
-    return f"{folder / 'seed_confusion.npz'}: mIoU is NaN"
+    """An evaluation with no pixel of any class: mIoU NaN."""
+    path = root / "seam" / "0" / "seed_confusion.npz"
+    write_confusions(path, IDS["train"], np.zeros((7, 21, 21), np.int64))
+    return f"{path}: mIoU is NaN"
+
+
+def _nan_row(root: Path) -> str:
+    path = root / "seam_ppc" / "2" / "seed.json"
+    write_metrics_row(path, metrics_row("seed", "train", np.full(21, np.nan), 7, {}))
+    return f"{path}: mIoU is NaN"
+
+
+def _classes(root: Path) -> str:
+    path = root / "seam" / "1" / "mask_confusion.npz"
+    write_confusions(path, IDS["train"], np.ones((7, 20, 21), np.int64))
+    return f"{path}: matrices of 20 classes, 21 expected"
 
 
 def _stale(root: Path) -> str:
@@ -250,7 +261,7 @@ def _corrupt(root: Path) -> str:
     return f"{path}: cannot read confusion file"
 
 
-@pytest.mark.parametrize("damage", [_swap_ids, _missing, _nan, _stale, _corrupt])
+@pytest.mark.parametrize("damage", [_swap_ids, _missing, _nan, _nan_row, _classes, _stale, _corrupt])
 def test_refusals_name_the_file_and_write_nothing(study, capsys, damage):
     tmp_path, runs = study
     expected = damage(tmp_path / "in")

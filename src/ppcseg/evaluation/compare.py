@@ -122,7 +122,11 @@ def _read_json(path: Path) -> dict[str, Any]:
         row = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: cannot read metrics file ({err})") from err
-    if not isinstance(row, dict) or not {"stage", "split", "mIoU", "n_images"} <= set(row):
+    if (
+        not isinstance(row, dict)
+        or not {"stage", "split", "mIoU", "n_images"} <= set(row)
+        or not isinstance(row["mIoU"], int | float | None)
+    ):
         raise InputError(f"{path}: not a metrics row (stage, split, mIoU, n_images)")
     return row
 
@@ -132,10 +136,13 @@ def load_stage(metrics: Path, confusion_file: Path) -> tuple[str, StageResult]:
     images, and the summed matrices giving the JSON's mIoU (a stale or foreign .npz would not)."""
     row = _read_json(metrics)
     ids, confusion = read_confusions(confusion_file)
+    if confusion.shape[1] != len(CLASSES):
+        raise InputError(f"{confusion_file}: matrices of {confusion.shape[1]} classes, {len(CLASSES)} expected")
     result = StageResult(metrics, confusion_file, str(row["split"]), ids, confusion)
     miou = mean_iou(result.iou())
-    if row["mIoU"] is None or not math.isfinite(float(row["mIoU"])) or math.isnan(miou):
-        raise InputError(f"{confusion_file}: mIoU is NaN (no class in ground truth or prediction)")
+    for path, value in ((metrics, row["mIoU"]), (confusion_file, miou)):
+        if value is None or not math.isfinite(value):
+            raise InputError(f"{path}: mIoU is NaN (no class in ground truth or prediction)")
     if len(ids) != row["n_images"] or round(100 * miou, 2) != float(row["mIoU"]):
         raise InputError(
             f"{confusion_file}: {len(ids)} images of mIoU {100 * miou:.2f}, but {metrics} reports "
