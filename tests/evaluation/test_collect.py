@@ -118,7 +118,7 @@ def test_stage_writes_run_column_and_summary_rows(tmp_path):
 @pytest.mark.parametrize(
     "run_args,message",
     [
-        (["--run", "x", "a.json"], "--run x: give a run's seed (a non-negative integer), then its metric rows"),
+        (["--run", "x", "a.json"], "--run x: give a run's seed (a non-negative integer in ASCII digits 0-9), then its"),
         (["--run", "0"], "--run 0: give a run's seed"),
         (["--run", "0", "a.json", "--run", "0", "a.json"], "--run 0: run given twice"),
     ],
@@ -127,3 +127,87 @@ def test_bad_run_arguments_are_refused(tmp_path, run_args, message):
     proc = stage(tmp_path, *run_args)
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "voc_miou.csv").exists()
+
+
+# Damaged or inconsistent rows: one line naming the file or run, exit 2, nothing written (#30 item 3).
+
+
+def write_runs(tmp_path: Path, rows: dict[int, dict | list | str | bytes]) -> list[str]:
+    """--run flags of one-stage runs whose row files hold `rows` (JSON of a dict or list; str and bytes as they are)."""
+    args = []
+    for seed, content in rows.items():
+        path = tmp_path / f"seed_{seed}.json"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+        args += ["--run", str(seed), str(path)]
+    return args
+
+
+def assert_refused(tmp_path: Path, proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (tmp_path / "voc_miou.csv").exists() and not (tmp_path / "metrics.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary file was left"
+
+
+GOOD = row("seed", "train", 30.0, 70.0)
+
+
+@pytest.mark.parametrize(
+    "damaged,needles",
+    [
+        (json.dumps(GOOD)[:60], ["seed_1.json", "not a metrics row", "JSON"]),
+        ("", ["seed_1.json", "not a metrics row"]),
+        (b"\xff\xfe{", ["seed_1.json", "not a metrics row (not UTF-8"]),
+        ({k: v for k, v in GOOD.items() if k != "iou"}, ["seed_1.json", "'iou' is missing"]),
+        ({**GOOD, "iou": {"background": 70.0}}, ["seed_1.json", "iou: class 'aeroplane' is missing"]),
+        ({**GOOD, "mIoU": "30"}, ["seed_1.json", "mIoU: '30' is not a number"]),
+        ({**GOOD, "n_images": 0}, ["seed_1.json", "n_images: 0 is not a positive integer"]),
+        ({**GOOD, "n_images": True}, ["seed_1.json", "n_images: True is not a positive integer"]),
+        ([GOOD], ["seed_1.json", "not a metrics row: it holds a list, not a JSON object"]),
+    ],
+    ids=[
+        "truncated",
+        "empty",
+        "not-utf8",
+        "no-iou",
+        "classes-missing",
+        "miou-string",
+        "no-images",
+        "bool-count",
+        "list",
+    ],
+)
+def test_damaged_row_is_refused_naming_the_file(tmp_path, damaged, needles):
+    assert_refused(tmp_path, stage(tmp_path, *write_runs(tmp_path, {0: GOOD, 1: damaged})), *needles)
+
+
+@pytest.mark.parametrize("where", ["mIoU", "iou"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_miou_or_iou_is_refused(tmp_path, where, value):
+    """Python's json reads NaN and Infinity; the median row came out `nan` while min and max skipped the run."""
+    text = json.dumps(GOOD).replace('"mIoU": 30.0', f'"mIoU": {value}')
+    if where == "iou":
+        text = json.dumps(GOOD).replace('"cat": 50.0', f'"cat": {value}')
+    key = "mIoU" if where == "mIoU" else "iou.cat"
+    proc = stage(tmp_path, *write_runs(tmp_path, {0: GOOD, 1: text, 2: GOOD}))
+    assert_refused(tmp_path, proc, "seed_1.json", f"{key}: {value.lower().replace('infinity', 'inf')} is not finite")
+
+
+def test_runs_evaluated_on_different_image_counts_are_refused(tmp_path):
+    rows = {0: {**GOOD, "n_images": 40}, 1: {**GOOD, "n_images": 20}}
+    proc = stage(tmp_path, *write_runs(tmp_path, rows))
+    assert_refused(tmp_path, proc, "run 1", "20 images", "run 0", "40", "seed/train")
+
+
+@pytest.mark.parametrize("seed", ["٣", "３", "²", "1\u0660"], ids=["arabic-indic", "fullwidth", "superscript", "mixed"])
+def test_run_seed_in_non_ascii_digits_is_refused(tmp_path, seed):
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(GOOD))
+    proc = stage(tmp_path, "--run", seed, str(path))
+    assert_refused(tmp_path, proc, f"--run {seed}: give a run's seed (a non-negative integer in ASCII digits 0-9)")

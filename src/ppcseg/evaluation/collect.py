@@ -27,8 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     runs: dict[int, list[str]] = {}
     for seed, *rows in args.run:
-        if not seed.isdigit() or not rows:
-            raise InputError(f"--run {seed}: give a run's seed (a non-negative integer), then its metric rows")
+        # isdigit alone takes '٣' or '３' (and int() reads them as 3) and '²' (which int() refuses with a traceback).
+        if not (seed.isascii() and seed.isdigit()) or not rows:
+            raise InputError(
+                f"--run {seed}: give a run's seed (a non-negative integer in ASCII digits 0-9), then its metric rows"
+            )
         if int(seed) in runs:
             raise InputError(f"--run {seed}: run given twice")
         runs[int(seed)] = rows

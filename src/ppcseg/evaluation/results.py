@@ -43,6 +43,77 @@ def write_metrics_row(path: str | Path, row: dict[str, Any]) -> None:
     write_json(path, row)
 
 
+ROW_KEYS = ("stage", "split", "iou", "mIoU", "n_images", "settings")
+
+
+def read_metrics_row(path: str | Path) -> dict[str, Any]:
+    """A metric row written by an evaluation stage, checked: InputError naming the file and what is wrong.
+
+    The row comes from another process and may be truncated (a crash, a full disk) or hand-edited; Python's json
+    also reads NaN and Infinity, which would pass into the summary rows as `nan`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: metrics row not found") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a metrics row (not UTF-8 text, byte {err.start})") from err
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"{path}: not a metrics row (invalid JSON: {err.msg} at line {err.lineno} column {err.colno}); "
+            "run its evaluation stage again"
+        ) from err
+    problem = row_problem(row)
+    if problem:
+        raise InputError(f"{path}: not a metrics row: {problem}")
+    return row
+
+
+def row_problem(row: Any) -> str | None:
+    """What makes `row` unlike the rows `metrics_row` writes (None if nothing)."""
+    if not isinstance(row, dict):
+        return f"it holds a {type(row).__name__}, not a JSON object"
+    missing = [key for key in ROW_KEYS if key not in row]
+    if missing:
+        return f"{missing[0]!r} is missing"
+    for key in ("stage", "split"):
+        if not isinstance(row[key], str) or not row[key]:
+            return f"{key}: {row[key]!r} is not a name"
+    iou = row["iou"]
+    if not isinstance(iou, dict):
+        return f"iou: {type(iou).__name__} is not a mapping of class names"
+    absent = [c for c in CLASSES if c not in iou]
+    if absent:
+        return f"iou: class {absent[0]!r} is missing"
+    unknown = [c for c in iou if c not in CLASSES]
+    if unknown:
+        return f"iou: {unknown[0]!r} is not a VOC class"
+    for name in CLASSES:
+        if iou[name] is not None and (problem := _percent_problem(iou[name])):  # None: class absent, as written
+            return f"iou.{name}: {problem}"
+    if problem := _percent_problem(row["mIoU"]):
+        return f"mIoU: {problem}"
+    count = row["n_images"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return f"n_images: {count!r} is not a positive integer"
+    if not isinstance(row["settings"], dict):
+        return f"settings: {type(row['settings']).__name__} is not a mapping"
+    return None
+
+
+def _percent_problem(value: Any) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return f"{value!r} is not a number"
+    if not math.isfinite(value):
+        return f"{value} is not finite"
+    if not 0 <= value <= 100:
+        return f"{value} is outside [0, 100] (IoU in percent)"
+    return None
+
+
 def _statistic(name: str, values: list[float]) -> float:
     """The median (of an even count: the mean of the two middle values), min or max, rounded as the rows are."""
     function = {"median": statistics.median, "min": min, "max": max}[name]
@@ -98,6 +169,15 @@ def table_rows(runs: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     table = []
     for key in keys:
         per_run = [by_run[seed][key] | {"run": seed} for seed in runs]
+        first = per_run[0]
+        for other in per_run[1:]:
+            if other["n_images"] != first["n_images"]:
+                # A median over runs scored on other images would compare different things.
+                raise InputError(
+                    f"{key[0]}/{key[1]}: run {other['run']} was evaluated on {other['n_images']} images, run "
+                    f"{first['run']} on {first['n_images']}; runs on different images are not summarised together "
+                    "(evaluate every run on the same split)"
+                )
         table += per_run
         if len(per_run) > 1:
             table += summary_rows(per_run)
@@ -111,7 +191,8 @@ def rows_keys(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def collect(runs: dict[int, list[str | Path]], csv_path: str | Path, json_path: str | Path) -> list[dict[str, Any]]:
     """Write the metric rows of every run (seed -> its row files) into one CSV (21 IoUs, mean, count, settings; the
     median, min and max rows with two or more runs) and one JSON for `dvc metrics`."""
-    table = table_rows({seed: [json.loads(Path(p).read_text()) for p in paths] for seed, paths in runs.items()})
+    # Every row is read and checked before anything is written: a refusal leaves the previous table as it was.
+    table = table_rows({seed: [read_metrics_row(p) for p in paths] for seed, paths in runs.items()})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
