@@ -38,6 +38,9 @@ MIRROR = f"https://{MIRROR_HOST}/files"
 SMALL_ID = "1smallFileIdAbCdEfGhIjKlMnOp"
 LARGE_ID = "15F13LEL5aO45JU-j45PYjzv5KW5bn_Pn"
 QUOTA_ID = "1quotaExceededIdAbCdEfGhIjK"
+# Confirmation pages whose form lacks what gdown's parser indexes: the form's action, a hidden field's name.
+NO_ACTION_ID = "1noActionFormIdAbCdEfGhIjKl"
+NO_NAME_ID = "1noNameFieldIdAbCdEfGhIjKlM"
 UUID = "0b9e4f0a-5c1d-4a8e-9d3c-7f2e1a6b8c90"
 DROPBOX = "https://www.dropbox.com/s/n2eewzy7bn7lhk0/ilsvrc-cls_rna-a1_cls1000_ep-0001.params?dl=0"
 ONEDRIVE = "https://1drv.ms/u/s!AgGL9MGcRHv0mQSKoJ6CDU0cMjd2?e=dFlHgN"
@@ -60,10 +63,12 @@ class Hosts:
 
 def _confirmation_page(base: str, file_id: str) -> str:
     # Drive's page for files too large to scan, reduced to what clients read: the form is one line, as Drive sends it.
+    action = "" if file_id == NO_ACTION_ID else f' action="{base}/usercontent/download"'
+    name = "" if file_id == NO_NAME_ID else ' name="id"'
     form = (
-        f'<form id="download-form" action="{base}/usercontent/download" method="get">'
+        f'<form id="download-form"{action} method="get">'
         '<input type="submit" id="uc-download-link" value="Download anyway"/>'
-        f'<input type="hidden" name="id" value="{file_id}"><input type="hidden" name="export" value="download">'
+        f'<input type="hidden"{name} value="{file_id}"><input type="hidden" name="export" value="download">'
         f'<input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="{UUID}"></form>'
     )
     return (
@@ -117,7 +122,7 @@ def _handler(hosts: Hosts):
                 if file_id == QUOTA_ID:
                     page = '<p class="uc-error-subcaption">Too many users have viewed or downloaded this file.</p>'
                     self._send(200, page.encode(), "text/html; charset=utf-8")
-                elif file_id == LARGE_ID:
+                elif file_id in (LARGE_ID, NO_ACTION_ID, NO_NAME_ID):
                     self._send(200, _confirmation_page(hosts.base, file_id).encode(), "text/html; charset=utf-8")
                 else:
                     self._redirect(f"{hosts.base}/usercontent/download?id={file_id}&export=download")
@@ -195,6 +200,40 @@ def test_gdrive_error_page_is_reported(tmp_path: Path, hosts: Hosts) -> None:
     with pytest.raises(InputError, match=f"Google Drive file {QUOTA_ID}: Too many users"):
         dl.download(f"gdrive:{QUOTA_ID}", tmp_path / "w.params", sha256=SHA, **FAST)
     assert not (tmp_path / "w.params").exists()
+
+
+@pytest.mark.parametrize("file_id", [NO_ACTION_ID, NO_NAME_ID], ids=["form-without-action", "field-without-name"])
+def test_gdrive_malformed_confirmation_page_is_one_line(tmp_path: Path, hosts: Hosts, file_id: str) -> None:
+    """gdown's parser indexes the form's attributes: such a page ended in a KeyError traceback."""
+    link = f"https://drive.google.com/file/d/{file_id}/view"
+    with pytest.raises(InputError) as err:
+        dl.download(link, tmp_path / "w.params", sha256=SHA, key="data.sources.w", **FAST)
+    message = str(err.value)
+    assert f"Google Drive file {file_id}" in message and "confirmation page" in message and "\n" not in message
+    assert not (tmp_path / "w.params").exists() and not (tmp_path / "w.params.part").exists()
+
+
+@pytest.mark.parametrize("file_id", ["1abcdefghijk\n", "1abcdéfghijkl", "1abc/defghijk", "short"])
+def test_gdrive_id_is_checked_whole_in_ascii(tmp_path: Path, hosts: Hosts, file_id: str) -> None:
+    with pytest.raises(InputError, match="not a Google Drive file id"):
+        dl.download(f"gdrive:{file_id}", tmp_path / "w", sha256=SHA, key="data.sources.w")
+    assert not hosts.requests
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://drive.google.com/open?id=../../etc/passwd",
+        "https://drive.google.com/uc?id=a%20b&export=download",
+        "https://drive.google.com/uc?id=short&export=download",
+        "https://docs.google.com/document/d/1abcdefghijk/x/edit",
+        "https://drive.google.com/open?id=1abcdefghijk%0Aother",
+    ],
+)
+def test_share_link_with_an_invalid_file_id_refused_before_any_network(tmp_path: Path, hosts: Hosts, link: str) -> None:
+    with pytest.raises(InputError, match=re.escape(f"data.sources.w.url: {link}: ") + ".*not a Google Drive file id"):
+        dl.download(link, tmp_path / "w", sha256=SHA, key="data.sources.w")
+    assert not hosts.requests
 
 
 def test_gdrive_folder_link_refused_before_any_network(tmp_path: Path, hosts: Hosts) -> None:

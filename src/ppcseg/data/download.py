@@ -71,7 +71,7 @@ _PAGE_LIMIT = 4 << 20  # bytes of a Drive HTML page read: the confirmation page 
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_DRIVE_ID = re.compile(r"^[-\w]{10,}$")
+_DRIVE_ID = re.compile(r"[-A-Za-z0-9_]{10,}")  # fullmatch: `$` would pass a trailing newline, \w any letter
 LOCK_HEADER = """\
 # SHA-256 of downloaded files whose publisher gives none (data.sources.<name> or <stage>.released without sha256), one
 # record per source and URL, written by the first verified download (`ppcseg download`, `ppcseg fetch-released`).
@@ -228,8 +228,8 @@ def parse_location(given: str, key: str) -> Location:
     given = str(given)
     if given.startswith("gdrive:"):
         file_id = given.removeprefix("gdrive:")
-        if not _DRIVE_ID.match(file_id):
-            raise InputError(f"{key}.url: {given}: not a Google Drive file id")
+        if not _DRIVE_ID.fullmatch(file_id):
+            raise InputError(f"{key}.url: {given!r}: not a Google Drive file id")
         return Location(given, "gdrive", file_id)
     local = local_source(given)
     if local is not None:
@@ -242,6 +242,8 @@ def parse_location(given: str, key: str) -> Location:
         file_id, _ = parse_url(given)
         if not file_id:
             raise InputError(f"{key}.url: {given}: no Google Drive file id in this link (only files can be fetched)")
+        if not _DRIVE_ID.fullmatch(file_id):  # gdown takes any ?id= value, and any text in /document/d/<...>/edit
+            raise InputError(f"{key}.url: {given}: {file_id!r} is not a Google Drive file id")
         return Location(given, "gdrive", file_id)
     if parsed.scheme == "https" and host in DROPBOX_HOSTS:
         return Location(given, "http", dropbox_direct_url(given))
@@ -472,6 +474,12 @@ def _gdrive_url(file_id: str, timeout_s: float) -> str:
         direct = get_url_from_gdrive_confirmation(page)
     except FileURLRetrievalError as err:  # quota exceeded, not shared, deleted
         raise InputError(f"Google Drive file {file_id}: {' '.join(str(err).split())}") from err
+    except (KeyError, AssertionError, ValueError, TypeError) as err:
+        # The parser indexes the form's attributes (action, name, value): a page Drive changed ends in a KeyError.
+        raise InputError(
+            f"Google Drive file {file_id}: the download confirmation page has no usable form ({type(err).__name__}: "
+            f"{' '.join(str(err).split())}); Drive may have changed its page, fetch the file in a browser"
+        ) from err
     _check_network_url(direct, f"Google Drive file {file_id}")
     return direct
 
