@@ -73,8 +73,11 @@ def voc_dirs(root: str | Path) -> dict[str, Path]:
 
 
 # Image ids become file names (<id>.jpg, <id>.png, <id>.npz) in every stage, so they must be plain names: VOC ids
-# are YYYY_NNNNNN; VOC-layout datasets also use letters, digits, '_', '-' and '.' (never first, so never '..').
+# are YYYY_NNNNNN; VOC-layout datasets also use ASCII letters, digits, '_', '-' and '.' ('.' never first, so never
+# '..'; '-' never first, so never read as an option by a tool). Non-ASCII letters stay out: an accented name has two
+# Unicode forms (NFC, NFD), which file systems and archives may store apart, so a list could name a file not found.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_ID_ALLOWED = "allowed: ASCII letters A-Z a-z, digits 0-9, '_', '-', '.'; not first: '-', '.'"
 
 
 def id_problem(image_id: object) -> str | None:
@@ -93,7 +96,9 @@ def id_problem(image_id: object) -> str | None:
         return f"image id {image_id!r} starts with '.' (ids are plain file names)"
     if not _ID_PATTERN.fullmatch(image_id):
         bad = sorted({c for c in image_id if not (c.isascii() and (c.isalnum() or c in "_.-"))})
-        return f"image id {image_id!r} contains {''.join(bad)!r} (allowed: letters, digits, '_', '-', '.')"
+        if bad:
+            return f"image id {image_id!r} contains {''.join(bad)!r} ({_ID_ALLOWED})"
+        return f"image id {image_id!r} starts with {image_id[0]!r} ({_ID_ALLOWED})"
     return None
 
 
