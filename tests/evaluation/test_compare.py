@@ -282,6 +282,11 @@ def test_refusals_of_the_arguments(tmp_path, capsys):
     for pairs, extra, message in cases:
         assert compare_cli(tmp_path, runs, pairs, extra) == 2
         assert message in capsys.readouterr().err
+    assert compare_cli(tmp_path, runs[:-2], [("b", "b")]) == 2  # b's run 1 without its last stage
+    assert (
+        f"{tmp_path / 'in' / 'b' / '1' / 'seed.json'}: run 1 of b has stages ['seed', 'mask']"
+        in capsys.readouterr().err
+    )
     runs[runs.index("--run") + 2 : runs.index("--run") + 3] = []  # the first group loses its seed
     assert compare_cli(tmp_path, runs, [("a", "a")]) == 2
     assert "--run a " in capsys.readouterr().err

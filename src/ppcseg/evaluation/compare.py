@@ -245,8 +245,7 @@ def _check_pair(
         for seed in seeds:
             stages = runs[seed]
             if set(stages) != set(reference):
-                first = next(iter(stages.values()), None)
-                culprit = first.metrics if first else f"run {seed} of {name}"
+                culprit = next(iter(stages.values())).metrics  # every --run gives at least one stage
                 raise InputError(
                     f"{culprit}: run {seed} of {name} has stages {list(stages)}, {list(reference)} expected"
                 )
