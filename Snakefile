@@ -29,36 +29,21 @@ include: "workflow/rules/shards.smk"
 include: "workflow/rules/report.smk"
 
 
-# Every stage's output for every run (the Snakemake workflow catalog's final-output pattern): Snakemake rebuilds a
+# Every stage's output of every branch (the Snakemake workflow catalog's final-output pattern): Snakemake rebuilds a
 # missing target, so an intermediate that was deleted, or removed by a stopped job, is made again together with
 # what depends on it. Downloads are left out: deleting an archive after preparation re-runs nothing.
-PER_RUN_OUTPUTS = [
-    rules.train_cam.output.checkpoint,
-    *([] if RELEASED["cam"] else [rules.train_cam.output.loss]),
-    folder_of(rules.infer_cam),
-    rules.eval_seeds.output.curve,
-    *(
-        [
-            folder_of(rules.affinity_labels),
-            rules.train_affinity.output.checkpoint,
-            *([] if RELEASED["affinity"] else [rules.train_affinity.output.loss]),
-        ]
-        if METHOD == "seam"
-        else []
-    ),
-    folder_of(masks_rule()),
-    *METRIC_ROWS,
-    rules.train_seg.output[0],
-]
-
-
 rule all:
     default_target: True
     input:
         ROOT,
         MANIFEST,
-        SALIENCY if METHOD == "eps" else [],
+        SALIENCY if any(is_eps({"experiment": e}) for e in EXPERIMENT_CONFIGS) else [],
         rules.pretrain_backbone.output if SYNTHETIC else [],
-        expand(PER_RUN_OUTPUTS, run=RUNS),
+        [
+            in_branch(pattern, experiment, run)
+            for experiment, run in branches()
+            for pattern in branch_outputs(EXPERIMENT_CONFIGS[experiment])
+        ],
         rules.collect_results.output,
+        rules.compare_experiments.output if COMPARE else [],
         rules.report.output,

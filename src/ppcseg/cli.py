@@ -132,10 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         module = stage_module(args.stage)
         params = load_params(args.params or ["params.yaml"])
         if os.environ.get("DVC_STAGE") and args.stage != "export-dvc":
-            # Run by `dvc repro` / `dvc exp run`: the stage must belong to the pipeline these params describe.
+            # Run by `dvc repro` / `dvc exp run`: not beside a Snakemake run (workflow/locks.py), and the stage must
+            # belong to the pipeline these params describe.
             from ppcseg.workflow.export_dvc import check_dvc_yaml
+            from ppcseg.workflow.locks import snakemake_lock
 
-            check_dvc_yaml(Path(os.environ.get("DVC_ROOT", ".")), args.params or ["params.yaml"])
+            root = Path(os.environ.get("DVC_ROOT", "."))
+            if lock := snakemake_lock(root):
+                raise InputError(
+                    f"{lock}: a Snakemake run holds this working copy; run dvc when it has finished (after a crash, "
+                    "`snakemake --unlock` frees it)"
+                )
+            check_dvc_yaml(root, args.params or ["params.yaml"])
         set_threads(args.threads)
         module.run(args, params)
     except (InputError, OSError) as err:

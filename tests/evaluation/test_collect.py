@@ -211,3 +211,33 @@ def test_run_seed_in_non_ascii_digits_is_refused(tmp_path, seed):
     path.write_text(json.dumps(GOOD))
     proc = stage(tmp_path, "--run", seed, str(path))
     assert_refused(tmp_path, proc, f"--run {seed}: give a run's seed (a non-negative integer in ASCII digits 0-9)")
+
+
+def test_experiments_get_a_column_and_their_own_summaries(tmp_path):
+    args = []
+    for experiment, mious in [("seam", (30.0, 26.0)), ("seam_ppc", (40.0, 36.0))]:
+        for seed, miou in enumerate(mious):
+            path = tmp_path / f"{experiment}_{seed}.json"
+            path.write_text(json.dumps(row("seed", "train", miou, 80.0)))
+            args += ["--experiment-run", experiment, str(seed), str(path)]
+    proc = stage(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "voc_miou.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == ["experiment", *CSV_COLUMNS]
+    assert [(r["experiment"], r["run"], r["mIoU"]) for r in table] == [
+        ("seam", "0", "30.00"),
+        ("seam", "1", "26.00"),
+        ("seam", "median", "28.00"),
+        ("seam", "min", "26.00"),
+        ("seam", "max", "30.00"),
+        ("seam_ppc", "0", "40.00"),
+        ("seam_ppc", "1", "36.00"),
+        ("seam_ppc", "median", "38.00"),
+        ("seam_ppc", "min", "36.00"),
+        ("seam_ppc", "max", "40.00"),
+    ]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["seam_ppc/seed/train/median"]["mIoU"] == 38.0
+    mixed = stage(tmp_path, "--run", "0", str(tmp_path / "seam_0.json"), *args[:4])
+    assert mixed.returncode == 2 and "not allowed with argument" in mixed.stderr

@@ -23,6 +23,7 @@ from ppcseg.data.voc import load_mask, read_ids, save_mask
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, atomic_path, write_json
+from ppcseg.utils.shards import LISTING
 from tests.stages import StubCamNet, args, default_params, interrupted_run, keep_only, tiny_cam_params
 from tests.timing import HANG_GUARD_S
 from tests.tinyvoc import make_voc, oracle_cams
@@ -159,8 +160,8 @@ def test_temporaries_of_a_killed_write_do_not_reach_the_finished_output(voc, tmp
         leftover.rename(tmp)
     assert len(hidden_files(partial)) == 3  # the two temporaries and the fingerprint
     affinity_labels.run(run_args, default_params())
-    assert hidden_files(out) == []
-    assert sorted(p.name for p in out.rglob("*")) == sorted(["la", "ha"] + [f"{i}.png" for i in ids] * 2)
+    assert hidden_files(out) == [LISTING]  # no temporary, only the folder's listing
+    assert sorted(p.name for p in out.rglob("*")) == sorted(["la", "ha", LISTING] + [f"{i}.png" for i in ids] * 2)
 
 
 # -------------------------------------------------------------------- 4. the loss curve of a resumed training

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.workflow
 
 # Between them these DAGs hold a job of every rule (the test checks it): the paper route on downloads, the EPS route
 # (saliency, CRF masks, ResNet-101), the demo (generated data, pretrained tiny backbone), the released models, and the
-# demo and the EPS route with two runs and two shards (shard and merge jobs of the SEAM and EPS per-image stages).
+# demo and the EPS route with two runs and two shards (shard and merge jobs of the SEAM and EPS per-image stages),
+# and the demo's comparison of experiments.
 CONFIGS = [
     [],
     ["config/routes/eps_ppc.yaml"],
@@ -28,6 +29,7 @@ CONFIGS = [
     ["config/released/seam_ppc.yaml"],
     ["config/demo.yaml", "tests/workflow/two_runs_two_shards.yaml"],
     ["config/routes/eps_ppc.yaml", "tests/workflow/two_runs_two_shards.yaml"],
+    ["config/demo.yaml", "config/demo_compare.yaml"],
 ]
 # Stages no rule runs: started by hand, each writes the file or folder named by --out.
 BY_HAND = {"export-predictions", "export-dvc"}

@@ -1,22 +1,22 @@
 # CAM training (SEAM or EPS, with or without PPC), multi-scale CAM inference, seed evaluation.
 
-CAM_WEIGHTS = backbone_weights(config["cam"]["backbone"], config["cam"]["pretrained"])
-
 
 rule train_cam:
     input:
         **stage_inputs("train-cam"),
-        weights=CAM_WEIGHTS,
-        saliency=[SALIENCY] if METHOD == "eps" and not SYNTHETIC else [],
+        weights=branch_weights("cam"),
+        saliency=lambda wildcards: (
+            [SALIENCY] if is_eps(wildcards) and not SYNTHETIC else []
+        ),
     output:
-        checkpoint="work/runs/{run}/cam/checkpoint.pt",
+        checkpoint=f"work/{BRANCH}/cam/checkpoint.pt",
         loss=report(
-            "results/runs/{run}/train_cam_loss.csv",
+            f"results/{BRANCH}/train_cam_loss.csv",
             caption="../report/train_cam_loss.rst",
             category="Curves",
         ),
     log:
-        "logs/runs/{run}/train_cam.log",
+        f"logs/{BRANCH}/train_cam.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -26,13 +26,17 @@ rule train_cam:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("train-cam"),
-        weights=opt_flag("--weights", CAM_WEIGHTS),
-        saliency=f"--saliency {shlex.quote(SALIENCY)}" if METHOD == "eps" else "",
+        settings=branch_settings("train-cam"),
+        weights=weights_flag,
+        saliency=lambda wildcards: (
+            f"--saliency {shlex.quote(SALIENCY)}" if is_eps(wildcards) else ""
+        ),
+        state=lambda wildcards, output: Path(output.checkpoint).parent / "state",
         launch=lambda wildcards, resources: launcher(resources),
     shell:
         "{params.launch} train-cam {params.params_files} --threads {threads} --data {input.data:q} {params.weights} "
-        "{params.saliency} --seed {wildcards.run} --state-dir work/runs/{wildcards.run}/cam/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
+        "{params.saliency} --seed {wildcards.run} --state-dir {params.state:q} --out {output.checkpoint:q} "
+        "--out-loss {output.loss:q} --log-file {log:q}"
 
 
 rule infer_cam:
@@ -40,7 +44,7 @@ rule infer_cam:
         **stage_inputs("infer-cam"),
         checkpoint=rules.train_cam.output.checkpoint,
     output:
-        per_image_output("work/runs/{run}/cam/cams"),
+        per_image_output(f"work/{BRANCH}/cam/cams"),
     log:
         per_image_log("infer_cam"),
     conda:
@@ -53,7 +57,7 @@ rule infer_cam:
     params:
         params_files=params_args,
         shard=shard_arg,
-        settings=settings("infer-cam"),
+        settings=branch_settings("infer-cam"),
     shell:
         "ppcseg infer-cam {params.params_files} --threads {threads} --data {input.data:q} "
         "--checkpoint {input.checkpoint:q} --out {output:q} {params.shard} --log-file {log:q}"
@@ -64,14 +68,15 @@ rule eval_seeds:
         **stage_inputs("eval-seeds"),
         cams=finished(rules.infer_cam),
     output:
-        metrics="results/runs/{run}/metrics/seed.json",
+        metrics=f"results/{BRANCH}/metrics/seed.json",
         curve=report(
-            "results/runs/{run}/seed_threshold_curve.csv",
+            f"results/{BRANCH}/seed_threshold_curve.csv",
             caption="../report/seed_threshold_curve.rst",
             category="Curves",
         ),
+        confusion=f"work/{BRANCH}/confusion/seed.npz",
     log:
-        "logs/runs/{run}/eval_seeds.log",
+        f"logs/{BRANCH}/eval_seeds.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 1
@@ -80,7 +85,8 @@ rule eval_seeds:
         runtime=scaled(120, 10),
     params:
         params_files=params_args,
-        settings=settings("eval-seeds"),
+        settings=branch_settings("eval-seeds"),
     shell:
         "ppcseg eval-seeds {params.params_files} --data {input.data:q} --cams {input.cams:q} "
-        "--out-metrics {output.metrics:q} --out-curve {output.curve:q} --log-file {log:q}"
+        "--out-metrics {output.metrics:q} --out-curve {output.curve:q} --out-confusion {output.confusion:q} "
+        "--log-file {log:q}"

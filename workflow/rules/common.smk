@@ -4,6 +4,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ from ppcseg.data.manifest import manifest_path, refresh_manifest
 from ppcseg.utils.errors import InputError, ParamsError
 from ppcseg.utils.shards import lost_files
 from ppcseg.workflow import internals, stage_deps
+from ppcseg.workflow.locks import DVC_LOCK, dvc_holds
+from ppcseg.workflow.experiments import (
+    experiment_configs,
+    experiment_files,
+    identical_experiments,
+)
 
 # ------------------------------------------------------------------------------------------------------- params
 
@@ -38,27 +45,69 @@ if {**_validated, "execution": config["execution"]} != config:
         "put the values in a YAML overlay and pass it with --configfile"
     )
 
-# The independent runs: each seed in `runs` is a branch of the DAG from train_cam onward (outputs under
-# work/runs/<seed>/, results/runs/<seed>/, logs/runs/<seed>/); data, downloads and pretraining are shared.
+# ------------------------------------------------------------------------------------------------- branches
+
+# The independent runs (`runs`) of each experiment (`experiments`, workflow/experiments.py) are the branches of the
+# DAG from train_cam onward, under work/<BRANCH>/ (results/, logs/ alike); the downloads, the dataset, the saliency
+# maps and the demo's pretraining are made once. Without experiments a branch is a run, under work/runs/<seed>/.
 RUNS = [str(run) for run in config["runs"]]
+try:
+    EXPERIMENT_FILES = experiment_files(PARAMS_FILES, config)
+    EXPERIMENT_CONFIGS = experiment_configs(EXPERIMENT_FILES)
+except ParamsError as err:
+    raise WorkflowError(f"invalid parameters: {err}")
+for _a, _b in identical_experiments(EXPERIMENT_CONFIGS):
+    logger.warning(
+        f"experiments: {_a} and {_b} have identical settings: their branches compute the same"
+    )
+EXPERIMENTS = list(EXPERIMENT_FILES)
+BRANCH = "experiments/{experiment}/runs/{run}" if EXPERIMENTS else "runs/{run}"
+if not EXPERIMENTS:  # one configuration: the params files themselves
+    EXPERIMENT_FILES, EXPERIMENT_CONFIGS = {"": PARAMS_FILES}, {"": config}
 
 
 wildcard_constraints:
     run=r"\d+",
     shard=r"\d+",
+    experiment="|".join(map(re.escape, EXPERIMENTS)) or "(?!)",
 
 
-def run_args(patterns):
-    """`--run <seed> <its files>` for every run, in the order of `runs` (collect-results)."""
-    return " ".join(
-        f"--run {run} "
-        + " ".join(shlex.quote(p.replace("{run}", run)) for p in patterns)
-        for run in RUNS
-    )
+def branches():
+    """The wildcard values of every branch: (experiment, run), experiment by experiment in the params' order."""
+    return [(experiment, run) for experiment in EXPERIMENT_CONFIGS for run in RUNS]
 
+
+def in_branch(pattern, experiment, run):
+    """A `BRANCH` pattern filled in for one branch."""
+    return str(pattern).replace("{experiment}", experiment).replace("{run}", run)
+
+
+def every_branch(*patterns):
+    """The files of `BRANCH` patterns for every branch, pattern by pattern."""
+    return [in_branch(p, e, r) for p in patterns for e, r in branches()]
+
+
+def branch_config(wildcards):
+    """The merged params of the job's experiment (the study's for a shared stage)."""
+    return EXPERIMENT_CONFIGS.get(wildcards.get("experiment", ""), config)
+
+
+def branch_args(patterns, flag=None):
+    """Per branch `<flag> <seed> <its files>`: by default `--run <seed> ...`, with experiments `--experiment-run
+    <name> <seed> ...` (collect-results); compare-experiments takes `--run <name> <seed> ...`.
+    """
+    args = []
+    for experiment, run in branches():
+        prefix = flag or ("--experiment-run" if EXPERIMENTS else "--run")
+        name = f" {experiment}" if experiment else ""
+        files = " ".join(shlex.quote(in_branch(p, experiment, run)) for p in patterns)
+        args.append(f"{prefix}{name} {run} {files}")
+    return " ".join(args)
+
+
+# ----------------------------------------------------------------------------------------------- the dataset
 
 ROOT = config["data"]["root"]
-METHOD = config["cam"]["method"]
 SYNTHETIC = config["data"]["source"] == "synthetic"
 SALIENCY = f"{ROOT}/SaliencyMaps" if SYNTHETIC else "data/saliency"
 # Stages whose `<stage>.released` is set take the authors' converted checkpoint instead of training (released.smk).
@@ -67,6 +116,13 @@ RELEASED = {
 }
 # The package sources the stages run (ppcseg is installed editable from here).
 SRC = Path("src")
+
+# One tool at a time in a working copy (workflow/locks.py): not while `dvc repro` runs here (but a stage that DVC
+# runs reads the DAG itself, to check dvc.yaml).
+if not os.environ.get("DVC_STAGE") and dvc_holds("."):
+    raise WorkflowError(
+        f"{DVC_LOCK}: a DVC command holds this working copy; run snakemake when it has finished"
+    )
 
 # The manifest follows the dataset's content, so an edit inside the folder re-runs the stages that read it.
 MANIFEST = str(manifest_path(ROOT))
@@ -81,9 +137,9 @@ except InputError as err:
 # ------------------------------------------------------------------------------------------- what a rule takes
 
 
-def config_value(key):
+def config_value(params, key):
     """The merged params value at a dotted key."""
-    value = config
+    value = params
     for part in key.split("."):
         value = value[part]
     return value
@@ -94,7 +150,20 @@ def settings(stage, **fields):
     of its rule, Snakemake re-runs the job when they change. export-dvc turns the same keys into the DVC `params:`.
     """
     keys = [key.format(**fields) for key in stage_deps.params_keys(stage, SRC)]
-    return json.dumps({key: config_value(key) for key in keys}, sort_keys=True)
+    return json.dumps({key: config_value(config, key) for key in keys}, sort_keys=True)
+
+
+def branch_settings(stage):
+    """`settings` of a stage in a branch: the values of the job's experiment."""
+    keys = stage_deps.params_keys(stage, SRC)
+
+    def values(wildcards):
+        params = branch_config(wildcards)
+        return json.dumps(
+            {key: config_value(params, key) for key in keys}, sort_keys=True
+        )
+
+    return values
 
 
 def stage_inputs(stage, reads_data=True):
@@ -107,17 +176,15 @@ def stage_inputs(stage, reads_data=True):
     return inputs
 
 
-# quoted: an overlay path with a space must stay one argument
-PARAMS_ARGS = " ".join(f"--params {shlex.quote(f)}" for f in PARAMS_FILES)
-
-
 def params_args(wildcards, input):
-    """The `--params` flags of every stage command.
+    """The `--params` flags of every stage command: the job's experiment's files in a branch, else the study's.
 
     A function of `input`, so Snakemake counts it as derived and leaves it out of its params re-run trigger: adding
     an overlay then re-runs only the jobs whose `settings` values change, not every job down to the downloads.
     """
-    return PARAMS_ARGS
+    files = EXPERIMENT_FILES.get(wildcards.get("experiment", ""), PARAMS_FILES)
+    # quoted: an overlay path with a space must stay one argument
+    return " ".join(f"--params {shlex.quote(f)}" for f in files)
 
 
 def backbone_weights(backbone, pretrained=True):
@@ -131,8 +198,28 @@ def backbone_weights(backbone, pretrained=True):
     ]
 
 
+def branch_weights(section):
+    """An input function: the pretrained weights of the backbone `<section>.backbone` of the job's experiment."""
+
+    def weights(wildcards):
+        params = branch_config(wildcards)[section]
+        return backbone_weights(params["backbone"], params.get("pretrained", True))
+
+    return weights
+
+
 def opt_flag(flag, files):
     return f"{flag} {shlex.quote(str(files[0]))}" if files else ""
+
+
+def weights_flag(wildcards, input):
+    """`--weights <file>` when the job takes pretrained weights (its `weights` input)."""
+    return opt_flag("--weights", input.weights)
+
+
+def is_eps(wildcards):
+    """Whether the job's experiment follows the EPS route (saliency, CRF masks) rather than SEAM's."""
+    return branch_config(wildcards)["cam"]["method"] == "eps"
 
 
 def scaled(paper, demo):
@@ -176,9 +263,9 @@ def per_image_output(folder):
 
 
 def per_image_log(name):
-    """`logs/runs/{run}/<name>.log`, one per shard with K > 1."""
+    """`logs/<BRANCH>/<name>.log`, one per shard with K > 1."""
     shard = "" if SHARDS == 1 else ".shard-{shard}"
-    return f"logs/runs/{{run}}/{name}{shard}.log"
+    return f"logs/{BRANCH}/{name}{shard}.log"
 
 
 def shard_arg(wildcards, output):
@@ -188,7 +275,7 @@ def shard_arg(wildcards, output):
 
 
 def folder_of(rule):
-    """The `{run}` pattern of the folder a per-image rule hands on (its output, less the shard suffix)."""
+    """The `BRANCH` pattern of the folder a per-image rule hands on (its output, less the shard suffix)."""
     return str(rule.output[0]).removesuffix(SHARD_SUFFIX)
 
 
@@ -198,8 +285,9 @@ def writer_of(rule):
     return name if SHARDS == 1 else f"{name}_merge"
 
 
-def finished(rule, run=None):
-    """An input function giving the finished folder of a per-image rule for the job's run (or `run`).
+def finished(rule, branch=None):
+    """An input function giving the finished folder of a per-image rule for the job's branch (or `branch`, an
+    (experiment, run) pair).
 
     The folder's listing (utils/shards.py) names every file its stage wrote; Snakemake sees a folder only as a whole,
     so a folder that lost files is refused here, before any job runs, unless the user forces its rule.
@@ -207,7 +295,8 @@ def finished(rule, run=None):
     folder = folder_of(rule)
 
     def checked(wildcards):
-        path = folder.replace("{run}", run or wildcards.run)
+        experiment, run = branch or (wildcards.get("experiment", ""), wildcards.run)
+        path = in_branch(folder, experiment, run)
         lost = lost_files(path)
         forced = internals.forced_rules(workflow)
         if lost and forced is not None and writer_of(rule) not in forced:
@@ -220,6 +309,41 @@ def finished(rule, run=None):
     return checked
 
 
-def masks_rule():
-    """The pseudo-masks of the route come from the random walk (SEAM) or the CRF (EPS)."""
-    return rules.random_walk if METHOD == "seam" else rules.crf_masks
+def masks_rule(params):
+    """The pseudo-masks of a route come from the random walk (SEAM) or the CRF (EPS)."""
+    return rules.crf_masks if params["cam"]["method"] == "eps" else rules.random_walk
+
+
+def finished_masks(branch=None):
+    """An input function giving the finished pseudo-mask folder of the job's branch (or `branch`)."""
+
+    def checked(wildcards):
+        experiment = branch[0] if branch else wildcards.get("experiment", "")
+        return finished(masks_rule(EXPERIMENT_CONFIGS[experiment]), branch)(wildcards)
+
+    return checked
+
+
+def branch_outputs(params):
+    """The `BRANCH` patterns of every output of one branch of an experiment with these params (the default target
+    names them all, so that Snakemake rebuilds any that is missing)."""
+    seam = params["cam"]["method"] == "seam"
+    return [
+        rules.train_cam.output.checkpoint,
+        *([] if RELEASED["cam"] else [rules.train_cam.output.loss]),
+        folder_of(rules.infer_cam),
+        *rules.eval_seeds.output,
+        *([folder_of(rules.affinity_labels)] if seam else []),
+        *([rules.train_affinity.output.checkpoint] if seam else []),
+        *(
+            [rules.train_affinity.output.loss]
+            if seam and not RELEASED["affinity"]
+            else []
+        ),
+        folder_of(masks_rule(params)),
+        *rules.eval_masks.output,
+        rules.train_seg.output[0],
+        *expand(
+            rules.eval_seg.output, protocol=["single", "msf-crf"], allow_missing=True
+        ),
+    ]

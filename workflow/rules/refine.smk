@@ -6,7 +6,7 @@ rule affinity_labels:
         **stage_inputs("affinity-labels"),
         cams=finished(rules.infer_cam),
     output:
-        per_image_output("work/runs/{run}/affinity/labels"),
+        per_image_output(f"work/{BRANCH}/affinity/labels"),
     log:
         per_image_log("affinity_labels"),
     conda:
@@ -18,31 +18,26 @@ rule affinity_labels:
     params:
         params_files=params_args,
         shard=shard_arg,
-        settings=settings("affinity-labels"),
+        settings=branch_settings("affinity-labels"),
     shell:
         "ppcseg affinity-labels {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
         "--out {output:q} {params.shard} --log-file {log:q}"
-
-
-AFFINITY_WEIGHTS = backbone_weights(
-    config["cam"]["backbone"], config["cam"]["pretrained"]
-)
 
 
 rule train_affinity:
     input:
         **stage_inputs("train-affinity"),
         labels=finished(rules.affinity_labels),
-        weights=AFFINITY_WEIGHTS,
+        weights=branch_weights("cam"),
     output:
-        checkpoint="work/runs/{run}/affinity/checkpoint.pt",
+        checkpoint=f"work/{BRANCH}/affinity/checkpoint.pt",
         loss=report(
-            "results/runs/{run}/train_affinity_loss.csv",
+            f"results/{BRANCH}/train_affinity_loss.csv",
             caption="../report/train_affinity_loss.rst",
             category="Curves",
         ),
     log:
-        "logs/runs/{run}/train_affinity.log",
+        f"logs/{BRANCH}/train_affinity.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -52,11 +47,13 @@ rule train_affinity:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("train-affinity"),
-        weights=opt_flag("--weights", AFFINITY_WEIGHTS),
+        settings=branch_settings("train-affinity"),
+        weights=weights_flag,
+        state=lambda wildcards, output: Path(output.checkpoint).parent / "state",
     shell:
         "ppcseg train-affinity {params.params_files} --threads {threads} --data {input.data:q} --labels {input.labels:q} "
-        "{params.weights} --seed {wildcards.run} --state-dir work/runs/{wildcards.run}/affinity/state --out {output.checkpoint:q} --out-loss {output.loss:q} --log-file {log:q}"
+        "{params.weights} --seed {wildcards.run} --state-dir {params.state:q} --out {output.checkpoint:q} "
+        "--out-loss {output.loss:q} --log-file {log:q}"
 
 
 rule random_walk:
@@ -65,7 +62,7 @@ rule random_walk:
         cams=finished(rules.infer_cam),
         checkpoint=rules.train_affinity.output.checkpoint,
     output:
-        per_image_output("work/runs/{run}/masks/random_walk"),
+        per_image_output(f"work/{BRANCH}/masks/random_walk"),
     log:
         per_image_log("random_walk"),
     conda:
@@ -78,7 +75,7 @@ rule random_walk:
     params:
         params_files=params_args,
         shard=shard_arg,
-        settings=settings("random-walk"),
+        settings=branch_settings("random-walk"),
     shell:
         "ppcseg random-walk {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
         "--checkpoint {input.checkpoint:q} --out {output:q} {params.shard} --log-file {log:q}"
@@ -89,7 +86,7 @@ rule crf_masks:
         **stage_inputs("crf-masks"),
         cams=finished(rules.infer_cam),
     output:
-        per_image_output("work/runs/{run}/masks/crf"),
+        per_image_output(f"work/{BRANCH}/masks/crf"),
     log:
         per_image_log("crf_masks"),
     conda:
@@ -101,7 +98,7 @@ rule crf_masks:
     params:
         params_files=params_args,
         shard=shard_arg,
-        settings=settings("crf-masks"),
+        settings=branch_settings("crf-masks"),
     shell:
         "ppcseg crf-masks {params.params_files} --threads {threads} --data {input.data:q} --cams {input.cams:q} "
         "--out {output:q} {params.shard} --log-file {log:q}"
@@ -110,11 +107,12 @@ rule crf_masks:
 rule eval_masks:
     input:
         **stage_inputs("eval-masks"),
-        masks=finished(masks_rule()),
+        masks=finished_masks(),
     output:
-        "results/runs/{run}/metrics/mask.json",
+        metrics=f"results/{BRANCH}/metrics/mask.json",
+        confusion=f"work/{BRANCH}/confusion/mask.npz",
     log:
-        "logs/runs/{run}/eval_masks.log",
+        f"logs/{BRANCH}/eval_masks.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 1
@@ -123,6 +121,7 @@ rule eval_masks:
         runtime=scaled(60, 10),
     params:
         params_files=params_args,
-        settings=settings("eval-masks"),
+        settings=branch_settings("eval-masks"),
     shell:
-        "ppcseg eval-masks {params.params_files} --data {input.data:q} --masks {input.masks:q} --out-metrics {output:q} --log-file {log:q}"
+        "ppcseg eval-masks {params.params_files} --data {input.data:q} --masks {input.masks:q} "
+        "--out-metrics {output.metrics:q} --out-confusion {output.confusion:q} --log-file {log:q}"

@@ -41,7 +41,7 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
         output:
             RELEASED_CHECKPOINTS[_stage],
         log:
-            f"logs/runs/{{run}}/convert_released_{_stage}.log",
+            f"logs/{BRANCH}/convert_released_{_stage}.log",
         conda:
             "../../envs/ppcseg.yaml"
         threads: 1

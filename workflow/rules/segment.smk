@@ -1,17 +1,15 @@
 # Final segmentation: a DeepLab trained on the pseudo-masks with mmsegmentation, tested on VOC val ground truth.
 
-SEG_WEIGHTS = backbone_weights(config["segmentation"]["backbone"])
-
 
 rule train_seg:
     input:
         **stage_inputs("train-seg"),
-        masks=finished(masks_rule()),
-        weights=SEG_WEIGHTS,
+        masks=finished_masks(),
+        weights=branch_weights("segmentation"),
     output:
-        "work/runs/{run}/seg/checkpoint.pth",
+        f"work/{BRANCH}/seg/checkpoint.pth",
     log:
-        "logs/runs/{run}/train_seg.log",
+        f"logs/{BRANCH}/train_seg.log",
     conda:
         "../../envs/ppcseg.yaml"
     threads: 2
@@ -21,12 +19,13 @@ rule train_seg:
         runtime=scaled(1440, 30),
     params:
         params_files=params_args,
-        settings=settings("train-seg"),
-        weights=opt_flag("--weights", SEG_WEIGHTS),
+        settings=branch_settings("train-seg"),
+        weights=weights_flag,
+        runner=lambda wildcards, output: Path(output[0]).parent / "runner",
         launch=lambda wildcards, resources: launcher(resources),
     shell:
         "{params.launch} train-seg {params.params_files} --threads {threads} --data {input.data:q} --masks {input.masks:q} "
-        "{params.weights} --seed {wildcards.run} --work-dir work/runs/{wildcards.run}/seg/runner --out {output:q} --log-file {log:q}"
+        "{params.weights} --seed {wildcards.run} --work-dir {params.runner:q} --out {output:q} --log-file {log:q}"
 
 
 rule eval_seg:
@@ -34,9 +33,10 @@ rule eval_seg:
         **stage_inputs("eval-seg"),
         checkpoint=rules.train_seg.output[0],
     output:
-        "results/runs/{run}/metrics/segmentation_{protocol}.json",
+        metrics=f"results/{BRANCH}/metrics/segmentation_{{protocol}}.json",
+        confusion=f"work/{BRANCH}/confusion/segmentation_{{protocol}}.npz",
     log:
-        "logs/runs/{run}/eval_seg_{protocol}.log",
+        f"logs/{BRANCH}/eval_seg_{{protocol}}.log",
     wildcard_constraints:
         protocol="single|msf-crf",
     conda:
@@ -48,7 +48,8 @@ rule eval_seg:
         runtime=scaled(240, 30),
     params:
         params_files=params_args,
-        settings=settings("eval-seg"),
+        settings=branch_settings("eval-seg"),
     shell:
         "ppcseg eval-seg {params.params_files} --threads {threads} --data {input.data:q} --checkpoint {input.checkpoint:q} "
-        "--protocol {wildcards.protocol} --out-metrics {output:q} --log-file {log:q}"
+        "--protocol {wildcards.protocol} --out-metrics {output.metrics:q} --out-confusion {output.confusion:q} "
+        "--log-file {log:q}"

@@ -191,20 +191,37 @@ def rows_keys(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def collect(runs: dict[int, list[str | Path]], csv_path: str | Path, json_path: str | Path) -> list[dict[str, Any]]:
     """Write the metric rows of every run (seed -> its row files) into one CSV (21 IoUs, mean, count, settings; the
     median, min and max rows with two or more runs) and one JSON for `dvc metrics`."""
+    return collect_experiments({"": runs}, csv_path, json_path)
+
+
+def collect_experiments(
+    experiments: dict[str, dict[int, list[str | Path]]], csv_path: str | Path, json_path: str | Path
+) -> list[dict[str, Any]]:
+    """`collect` for several experiments (name -> its runs), each summarised over its own runs; the CSV then starts
+    with an `experiment` column and the metrics keys with the experiment. The name "" alone is the table without
+    experiments."""
     # Every row is read and checked before anything is written: a refusal leaves the previous table as it was.
-    table = table_rows({seed: [read_metrics_row(p) for p in paths] for seed, paths in runs.items()})
+    table = [
+        row | {"experiment": name}
+        for name, runs in experiments.items()
+        for row in table_rows({seed: [read_metrics_row(p) for p in paths] for seed, paths in runs.items()})
+    ]
+    named = list(experiments) != [""]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow([*(["experiment"] if named else []), *CSV_COLUMNS])
     for row in table:
         ious = ["" if row["iou"][c] is None else f"{row['iou'][c]:.2f}" for c in CLASSES]
         settings = ";".join(f"{k}={v}" for k, v in row["settings"].items())
         writer.writerow(
-            [row["stage"], row["run"], row["split"], *ious, f"{row['mIoU']:.2f}", row["n_images"], settings]
+            [
+                *([row["experiment"]] if named else []),
+                *[row["stage"], row["run"], row["split"], *ious, f"{row['mIoU']:.2f}", row["n_images"], settings],
+            ]
         )
     write_text(csv_path, buffer.getvalue())
     metrics = {
-        f"{row['stage']}/{row['split']}/{row['run']}": {
+        f"{row['experiment'] + '/' if named else ''}{row['stage']}/{row['split']}/{row['run']}": {
             "mIoU": row["mIoU"],
             "n_images": row["n_images"],
             "iou": row["iou"],
@@ -213,7 +230,7 @@ def collect(runs: dict[int, list[str | Path]], csv_path: str | Path, json_path: 
     }
     metrics["_note"] = (
         "IoU in percent; null = class absent from both ground truth and prediction, left out of mIoU; keys are "
-        "stage/split/run (the run's seed, or median, min, max over the runs)"
+        f"{'experiment/' if named else ''}stage/split/run (the run's seed, or median, min, max over the runs)"
     )
     write_json(json_path, metrics)
     return table

@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed of the run the figures show; --cams, --masks, --checkpoint and the curves must be its (default: "
         "the table's first run)",
     )
+    parser.add_argument(
+        "--figures-experiment",
+        help="with experiments (an `experiment` column in --table): the experiment whose rows the tables and figures "
+        "show; the comparison section shows every compared pair",
+    )
     parser.add_argument("--comparison", help="comparison of experiments (compare-experiments --out) to show too")
 
 
@@ -394,6 +399,10 @@ def write_figures(out_dir: str | Path, figures: dict[str, bytes | None], rows: l
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
     root = Path(args.data)
     rows = _read_csv(Path(args.table))
+    if args.figures_experiment is not None:
+        rows = [row for row in rows if row.get("experiment") == args.figures_experiment]
+        if not rows:
+            raise InputError(f"{args.table}: no rows of experiment {args.figures_experiment} (--figures-experiment)")
     figures_run = args.figures_run or next((row["run"] for row in rows if row["run"].isdigit()), None)
     run_rows = [row for row in rows if row["run"] == figures_run]
     if not run_rows:

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,12 @@ HEADER = """\
 # Regenerate after changing workflow/rules/*.smk:  ppcseg export-dvc --out dvc.yaml
 # For the demo dataset:  ppcseg export-dvc --params params.yaml --params config/demo.yaml --out dvc.yaml
 """
-# `{run}`: one plot per run (params `runs`) of the DAG.
+# `{branch}`: one plot per branch of the DAG (a run, or a run of an experiment: `runs`, `experiments`).
 PLOTS = [
-    {"results/runs/{run}/train_cam_loss.csv": {"x": "step", "y": ["total"], "title": "CAM training loss"}},
-    {"results/runs/{run}/train_affinity_loss.csv": {"x": "step", "y": ["loss"], "title": "AffinityNet training loss"}},
+    {"results/{branch}/train_cam_loss.csv": {"x": "step", "y": ["total"], "title": "CAM training loss"}},
+    {"results/{branch}/train_affinity_loss.csv": {"x": "step", "y": ["loss"], "title": "AffinityNet training loss"}},
     {
-        "results/runs/{run}/seed_threshold_curve.csv": {
+        "results/{branch}/seed_threshold_curve.csv": {
             "x": "threshold",
             "y": ["mIoU"],
             "title": "Seed mIoU vs background threshold (GT-tuned sweep)",
@@ -74,15 +75,19 @@ def route_plots(outputs: list[str]) -> list[dict[str, Any]]:
     def produced(path: str) -> bool:
         return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
 
-    runs = list(dict.fromkeys(m.group(1) for out in outputs if (m := re.match(r"results/runs/(\d+)/", out))))
+    pattern = r"results/((?:experiments/([^/]+)/)?runs/(\d+))/"
+    branches = {m.group(1): m.groups()[1:] for out in outputs if (m := re.match(pattern, out))}
     plots = []
     for plot in PLOTS:
         ((plot_id, spec),) = plot.items()
-        if "{run}" in plot_id:
+        if "{branch}" in plot_id:
             plots += [
-                {plot_id.format(run=run): spec | {"y": list(spec["y"]), "title": f"{spec['title']} (run {run})"}}
-                for run in runs
-                if produced(plot_id.format(run=run))
+                {
+                    plot_id.format(branch=branch): spec
+                    | {"y": list(spec["y"]), "title": f"{spec['title']} ({experiment or 'run'} {run})"}
+                }
+                for branch, (experiment, run) in branches.items()
+                if produced(plot_id.format(branch=branch))
             ]
         elif all(produced(f) for f in plot_files(plot)):
             plots.append(plot)
@@ -117,10 +122,11 @@ def stage_name(job: Any) -> str:
     return f"{job.rule.name}_{wildcards}" if wildcards else job.rule.name
 
 
-def dvc_stage(job: Any, params_files: list[str]) -> dict[str, Any]:
+def dvc_stage(job: Any) -> dict[str, Any]:
     keys = sorted(json.loads(job.params.get("settings", "{}")))
     params: list[Any] = []
-    for path in params_files:
+    # The job's own params files: the study's, and in a branch of an experiment its overlays too.
+    for path in shlex.split(job.params.get("params_files", ""))[1::2]:
         present = [k for k in keys if _has_key(read_yaml(path), k)]
         if present:
             params.append(present if path == "params.yaml" else {path: present})
@@ -150,7 +156,7 @@ def _has_key(data: dict[str, Any], key: str) -> bool:
 
 def render(snakefile: Path, params_files: list[str]) -> str:
     jobs = snakemake_jobs(snakefile, params_files)
-    stages = {stage_name(job): dvc_stage(job, params_files) for job in jobs}
+    stages = {stage_name(job): dvc_stage(job) for job in jobs}
     outputs = [str(out) for job in jobs for out in job.output]
     document = {"stages": stages, "metrics": ["results/metrics.json"], "plots": route_plots(outputs)}
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=120)
