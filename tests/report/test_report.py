@@ -62,7 +62,9 @@ def run_dir(tmp_path):
     return tmp_path, root, results
 
 
-def run_report(tmp_path, root, results, params, figures=True, figures_run=None, comparison=None):
+def run_report(
+    tmp_path, root, results, params, figures=True, figures_run=None, comparison=None, figures_experiment=None
+):
     namespace = args(
         data=str(root),
         table=str(results / "voc_miou.csv"),
@@ -74,6 +76,7 @@ def run_report(tmp_path, root, results, params, figures=True, figures_run=None, 
         affinity_loss=str(affinity) if (affinity := results / "train_affinity_loss.csv").is_file() else None,
         out=str(results / "report.html"),
         figures_run=figures_run,
+        figures_experiment=figures_experiment,
         out_figures=str(results / "figures") if figures else None,
         comparison=comparison,
     )
@@ -159,6 +162,27 @@ def test_several_runs_show_their_spread_and_the_figures_of_one_run(run_dir):
     assert listed.count("<tr><td>seed</td>") == 5  # each run's row and the median, min and max rows
     table = list(csv.DictReader(open(results / "figures" / "per_class_iou.csv")))
     assert table[0]["seed"] == "15.00"  # run 1's background IoU
+
+
+def test_with_experiments_the_tables_and_figures_show_one_experiment(run_dir):
+    """An `experiment` column (params `experiments`): the page shows the rows of --figures-experiment."""
+    tmp_path, root, results = run_dir
+    rows = []
+    for experiment, offset in [("seam", 0.0), ("seam_ppc", 5.0)]:
+        for index, (stage, split) in enumerate(STAGES):
+            row = {"experiment": experiment, "stage": stage, "run": "0", "split": split}
+            row |= {name: f"{10 + index + offset:.2f}" for name in CLASSES}
+            rows.append(row | {"mIoU": f"{20 + index + offset:.2f}", "n_images": "4", "settings": "a=1"})
+    with open(results / "voc_miou.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    params = default_params(report={"overlay_images": 0})
+    page = run_report(tmp_path, root, results, params, figures_experiment="seam_ppc")
+    listed = page.split('<table id="results">')[1].split("</table>")[0]
+    assert listed.count("<tr><td>seed</td>") == 1 and "25.00" in listed and "20.00" not in listed
+    with pytest.raises(InputError, match=r"voc_miou\.csv: no rows of experiment other \(--figures-experiment\)"):
+        run_report(tmp_path, root, results, params, figures_experiment="other")
 
 
 def test_per_class_figure_marks_absent_classes(tmp_path):

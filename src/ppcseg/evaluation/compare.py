@@ -50,6 +50,7 @@ import numpy as np
 
 from ppcseg.data.voc import CLASSES
 from ppcseg.evaluation.miou import iou_from_confusion, mean_iou, read_confusions
+from ppcseg.evaluation.results import COMPARISON_COLUMNS as CSV_COLUMNS
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
 
@@ -64,10 +65,6 @@ PAPER: dict[tuple[str, str, str, str], tuple[float, float, str]] = {
     ("seam", "seam+ppc", "seed", "train"): (55.4, 61.5, "SEAM seeds, VOC train"),
     ("eps", "eps+ppc", "segmentation-msf-crf", "val"): (70.9, 72.6, "EPS DeepLab-v2 + CRF, VOC val"),
 }
-CSV_COLUMNS = [
-    "baseline", "method", "stage", "split", "n_images", "runs", "baseline_median", "method_median", "diff_median",
-    "diff_min", "diff_max", "ci_low", "ci_high", "paper_diff", "paper", "settings", *(f"diff_{c}" for c in CLASSES),
-]  # fmt: skip
 # Resamples are drawn and summed this many at a time: memory stays at a few MB whatever B is.
 CHUNK = 1000
 

@@ -18,6 +18,11 @@ from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_json, write_text
 
 CSV_COLUMNS = ["stage", "run", "split", *CLASSES, "mIoU", "n_images", "settings"]
+# results/comparison.csv (compare-experiments writes it, the report reads it): one row per compared pair and stage.
+COMPARISON_COLUMNS = [
+    "baseline", "method", "stage", "split", "n_images", "runs", "baseline_median", "method_median", "diff_median",
+    "diff_min", "diff_max", "ci_low", "ci_high", "paper_diff", "paper", "settings", *(f"diff_{c}" for c in CLASSES),
+]  # fmt: skip
 # With two or more runs, each stage also gets these rows (`run` column), each column's statistic over the runs.
 SUMMARIES = ("median", "min", "max")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ppcseg.data.voc import CLASSES
-from ppcseg.evaluation.compare import CSV_COLUMNS
+from ppcseg.evaluation.results import COMPARISON_COLUMNS as CSV_COLUMNS
 from ppcseg.report.report import _png
 from ppcseg.utils.errors import InputError
 
