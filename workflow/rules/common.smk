@@ -61,6 +61,8 @@ for _a, _b in identical_experiments(EXPERIMENT_CONFIGS):
         f"experiments: {_a} and {_b} have identical settings: their branches compute the same"
     )
 EXPERIMENTS = list(EXPERIMENT_FILES)
+# The [baseline, method] pairs of results/comparison.csv.
+COMPARE = [tuple(pair) for pair in config["compare"]]
 BRANCH = "experiments/{experiment}/runs/{run}" if EXPERIMENTS else "runs/{run}"
 if not EXPERIMENTS:  # one configuration: the params files themselves
     EXPERIMENT_FILES, EXPERIMENT_CONFIGS = {"": PARAMS_FILES}, {"": config}

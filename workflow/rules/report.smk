@@ -55,7 +55,6 @@ ROUTES = {
     experiment: f"{params['cam']['method']}{'+ppc' if params['cam']['ppc'] else ''}"
     for experiment, params in EXPERIMENT_CONFIGS.items()
 }
-COMPARE = [tuple(pair) for pair in config["compare"]]
 
 
 if COMPARE:
