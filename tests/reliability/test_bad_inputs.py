@@ -175,3 +175,17 @@ def test_full_disk_during_checkpoint_write(corpus, tmp_path):
         )
         assert_clear_failure(status, err, "cam.pt")
         assert list(small.iterdir()) == [], "no partial checkpoint may stay behind"
+
+
+def test_full_disk_during_a_per_image_stage_names_file_and_folder(corpus, tmp_path):
+    """Was '[Errno 28] No space left on device', naming neither; the partial folder keeps whole files only."""
+    base, root, overlay = corpus
+    with small_filesystem(tmp_path / "small", "24k") as small:
+        status, err = cli(
+            "infer-cam", overlay, "--data", root, "--checkpoint", base / "cam.pt", "--out", small / "cams"
+        )
+        partial = small / "cams.partial"
+        assert_clear_failure(status, err, f"{partial}/", ".npz: No space left on device", f"writing it in {partial}")
+        assert not (small / "cams").exists()
+        left = [p.name for p in partial.iterdir() if p.name != ".ppcseg-partial.json"]
+        assert left and all(name.endswith(".npz") and not name.startswith(".") for name in left), left

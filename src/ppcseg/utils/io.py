@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,20 +36,46 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and TMP_MARK in path.name
 
 
+# A write that fails for want of room: the error of write() or close() names no file ("[Errno 28] No space left on
+# device"), so the atomic writers name the output and its folder.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """`err` as an OSError naming `path` and its folder when it is a full disk's (or quota's) and names no file."""
+    if err.errno not in _NO_ROOM or err.filename is not None:
+        return err
+    reason = err.strerror or os.strerror(err.errno or 0)
+    return OSError(err.errno, f"{reason} (writing it in {path.parent}; free space there and run again)", str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync and rename it into place, on failure remove it.
 
-    The temporary name keeps the suffix so that writers which pick a format by extension still work.
+    The temporary name keeps the suffix so that writers which pick a format by extension still work. A full disk is
+    reported naming `path` and its folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temporary(path.parent, f".{path.stem}.", f"{TMP_MARK}{path.suffix}", directory=False)
+    try:
+        tmp = _create_temporary(path.parent, f".{path.stem}.", f"{TMP_MARK}{path.suffix}", directory=False)
+    except OSError as err:
+        if err.errno not in _NO_ROOM:
+            raise
+        # A full directory: the error names the random temporary name, not the output.
+        raise _naming(OSError(err.errno, err.strerror), path) from err
     try:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        named = _naming(err, path)
+        if named is err:
+            raise
+        raise named from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -65,6 +92,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        named = _naming(err, path)
+        if named is err:
+            raise
+        raise named from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
