@@ -182,7 +182,7 @@ def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trai
     args = ["export-predictions", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
     args += ["--split", "val", "--out", str(out), "--protocol", "single"]
     with monkeypatch.context() as patch:  # killed before the rename
-        patch.setattr(export, "finish_partial", lambda *_: (_ for _ in ()).throw(Interrupted()))
+        patch.setattr(export, "finish_partial", lambda *_, **__: (_ for _ in ()).throw(Interrupted()))
         with pytest.raises(Interrupted):
             main(args)
     keep_only(tmp_path / "pred.partial", [f"{ids[0]}.png"])
