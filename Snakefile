@@ -37,7 +37,10 @@ rule all:
     input:
         ROOT,
         MANIFEST,
-        SALIENCY if any(is_eps({"experiment": e}) for e in EXPERIMENT_CONFIGS) else [],
+        # the saliency maps prepared from their download (the demo's come with its dataset)
+        [SALIENCY]
+        if not SYNTHETIC and any(is_eps({"experiment": e}) for e in EXPERIMENT_CONFIGS)
+        else [],
         rules.pretrain_backbone.output if SYNTHETIC else [],
         [
             in_branch(pattern, experiment, run)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ppcseg.cli import STAGES, main
+from tests.timing import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -145,7 +146,7 @@ def test_named_subcommand_help_runs(subcommand, capsys):
 
 def test_the_ppcseg_entry_point_runs():
     exe = Path(sys.executable).parent / "ppcseg"
-    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 0, out.stderr
     assert "train-cam" in out.stdout
 
@@ -153,7 +154,9 @@ def test_the_ppcseg_entry_point_runs():
 @pytest.mark.parametrize("script", named_scripts())
 def test_named_script_help_runs(script):
     assert (ROOT / script).is_file(), script
-    out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert out.returncode == 0, out.stderr
     assert "usage" in out.stdout.lower()
 

@@ -104,6 +104,6 @@ def test_dvc_gets_a_stage_per_branch_job_with_its_experiments_params(tmp_path):
     run([str(BIN / "ppcseg"), "export-dvc", *params, "--out", str(out)], planning_copy())
     stages = yaml.safe_load(out.read_text())["stages"]
     assert {"train_cam_seam_0", "train_cam_seam_ppc_0", "compare_experiments", "make_synthetic_voc"} <= set(stages)
-    assert {"config/demo_seam.yaml": ["cam.ppc"]} in stages["train_cam_seam_0"]["params"]
+    assert {"config/demo_seam.yaml": ["cam"]} in stages["train_cam_seam_0"]["params"]  # train-cam declares `cam`
     assert not any("config/demo_seam.yaml" in str(p) for p in stages["train_cam_seam_ppc_0"]["params"])
     assert "work/experiments/seam/runs/0/confusion/seed.npz" in stages["compare_experiments"]["deps"]

@@ -29,7 +29,7 @@ def planned_jobs(repo: Path, *overlays: str, forceall: bool = False) -> list[tup
     jobs: list[tuple[str, str | None]] = []
     for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", out):
         head = re.match(r"(?:local)?rule (\S+):\n", block)
-        if head:
+        if head and head.group(1) != "all":  # the default target's rule, which runs nothing
             run = re.search(r"^    wildcards: .*\brun=(\d+)", block, re.M)
             jobs.append((head.group(1), run.group(1) if run else None))
     return jobs

@@ -330,18 +330,15 @@ def branch_outputs(params):
     """The `BRANCH` patterns of every output of one branch of an experiment with these params (the default target
     names them all, so that Snakemake rebuilds any that is missing)."""
     seam = params["cam"]["method"] == "seam"
+    trains_affinity = seam and not RELEASED["affinity"]
     return [
         rules.train_cam.output.checkpoint,
         *([] if RELEASED["cam"] else [rules.train_cam.output.loss]),
         folder_of(rules.infer_cam),
         *rules.eval_seeds.output,
-        *([folder_of(rules.affinity_labels)] if seam else []),
+        *([folder_of(rules.affinity_labels)] if trains_affinity else []),
         *([rules.train_affinity.output.checkpoint] if seam else []),
-        *(
-            [rules.train_affinity.output.loss]
-            if seam and not RELEASED["affinity"]
-            else []
-        ),
+        *([rules.train_affinity.output.loss] if trains_affinity else []),
         folder_of(masks_rule(params)),
         *rules.eval_masks.output,
         rules.train_seg.output[0],
