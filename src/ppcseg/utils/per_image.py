@@ -22,7 +22,7 @@ from ppcseg.data.voc import read_class_labels, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import is_temporary, stat_fingerprint, write_text
 from ppcseg.utils.progress import progress
-from ppcseg.utils.shards import Shard, write_listing
+from ppcseg.utils.shards import LISTING, Shard, write_listing
 
 FINGERPRINT = ".ppcseg-partial.json"
 # The per-image stages of the pipeline, by rule name (the workflow shards these and checks their folders).
@@ -77,6 +77,16 @@ def missing_outputs(out: str | Path, expected: Iterable[str]) -> list[str]:
         if base not in listings[folder]:
             missing.append(name)
     return missing
+
+
+def lost_files(folder: str | Path) -> list[str]:
+    """The files a finished folder's listing (utils/shards.py) names that are gone; none for a folder without a
+    readable listing."""
+    try:
+        files = json.loads((Path(folder) / LISTING).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return missing_outputs(folder, map(str, files))
 
 
 def check_labels(root: Path, ids: list[str]) -> dict[str, list[int]]:
