@@ -4,7 +4,7 @@ A per-image stage run with `--shard I/K` (1-based: 1/K .. K/K) processes the ima
 Every finished per-image folder, whole or a shard, holds a listing (`LISTING`) naming the stage, the settings it was
 made with and the files it wrote (plus the shard, for a shard): `ppcseg merge-shards` (workflow/merge_shards.py)
 checks it when it joins the K folders, and the workflow checks a finished folder against it before planning
-(`lost_files`), so a folder that lost files is never taken as complete.
+(`per_image.lost_files`), so a folder that lost files is never taken as complete.
 """
 
 from __future__ import annotations
