@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ppcseg.config import REPO_ROOT, deep_merge, load_params, read_yaml
+from ppcseg.config import REPO_ROOT, deep_merge, load_params, read_yaml, validate_params
 from ppcseg.utils.errors import ParamsError
 
 PARAMS = REPO_ROOT / "params.yaml"
@@ -61,6 +62,20 @@ def test_bad_values_name_the_key(tmp_path, overlay, message):
     with pytest.raises(ParamsError) as err:
         load_params([PARAMS, bad])
     assert message in str(err.value) and str(bad) in str(err.value)
+
+
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    """An overlay or a whole params file that still sets crf_masks.t (now crf_masks.iters) names the new key, both
+    alone and beside the new one (where an unknown-key error alone would not say where the value went)."""
+    overlay = write(tmp_path / "old.yaml", {"crf_masks": {"t": 7}})
+    with pytest.raises(ParamsError, match=f"^{re.escape(str(overlay))}: crf_masks.t was renamed crf_masks.iters$"):
+        load_params([PARAMS, overlay])
+    old_params = write(tmp_path / "params.yaml", PARAMS.read_text().replace("  iters: 5\n", "  t: 5\n", 1))
+    assert old_params.read_text() != PARAMS.read_text()
+    with pytest.raises(ParamsError, match=f"^{re.escape(str(old_params))}: crf_masks.t was renamed crf_masks.iters$"):
+        load_params([old_params])
+    with pytest.raises(ParamsError, match="--config: crf_masks.t was renamed crf_masks.iters"):
+        validate_params({**load_params([PARAMS]), "crf_masks": {"t": 5}}, source="--config")
 
 
 @pytest.mark.parametrize(

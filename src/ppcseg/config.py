@@ -106,6 +106,24 @@ def yaml_error_message(path: str | Path, err: yaml.YAMLError) -> str:
     return f"{where}: not valid YAML ({' '.join(str(what).split())})"
 
 
+# Keys that were renamed, old dotted name -> new one: a file that still uses the old name is refused with the new one
+# (its value would otherwise be dropped as an unknown key, or worse, ignored). A later rename adds a line.
+RENAMED_KEYS: dict[str, str] = {
+    "crf_masks.t": "crf_masks.iters",
+}
+
+
+def refuse_renamed_keys(data: dict[str, Any], source: str) -> None:
+    """Raise ParamsError "<source>: <old> was renamed <new>" for the first old name `data` still uses."""
+    for old, new in RENAMED_KEYS.items():
+        *sections, last = old.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            raise ParamsError(f"{source}: {old} was renamed {new}")
+
+
 def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
@@ -135,7 +153,8 @@ def _strict_validator() -> Any:
 
 
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
-    """Raise ParamsError naming the first bad key (unknown key, wrong type, out of range)."""
+    """Raise ParamsError naming the first bad key (renamed, unknown, wrong type, out of range)."""
+    refuse_renamed_keys(params, source)
     validator = _strict_validator()(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(list(e.absolute_path)), _key_path(e)))
     if errors:
@@ -171,5 +190,7 @@ def load_params(paths: list[str | Path]) -> dict[str, Any]:
         raise ParamsError("no params file given (pass --params params.yaml)")
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = deep_merge(merged, read_yaml(path))
+        data = read_yaml(path)
+        refuse_renamed_keys(data, str(path))  # names the file that still uses the old name
+        merged = deep_merge(merged, data)
     return validate_params(merged, source=" + ".join(str(p) for p in paths))
