@@ -37,7 +37,7 @@ STAGES: dict[str, str] = {
     "crf-masks": "ppcseg.refine.crf_masks",
     "eval-masks": "ppcseg.evaluation.masks",
     "train-seg": "ppcseg.segment.train",
-    "eval-seg": "ppcseg.segment.test",
+    "eval-seg": "ppcseg.segment.eval",
     "export-predictions": "ppcseg.segment.export",
     "merge-shards": "ppcseg.workflow.merge_shards",
     "collect-results": "ppcseg.evaluation.collect",

@@ -178,7 +178,7 @@ def test_global_batch_larger_than_the_dataset(corpus, tmp_path):
         yaml.safe_dump(
             {
                 "segmentation": {
-                    "config": "deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py",
+                    "config": "deeplabv1-largefov_tiny_1xb4-500_voc12pseudo-96x96.py",
                     "backbone": "tiny",
                     "batch_size": 100000,
                 }

@@ -34,7 +34,7 @@ def test_all_configs_are_found():
         "deeplabv2_r101_1xb10-20k_voc12pseudo-448x448.py",
         "deeplabv1-largefov_resnet38_1xb10-20k_voc12pseudo-448x448.py",
         "deeplabv3plus_r101-d8_1xb10-20k_voc12pseudo-448x448.py",
-        "deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py",
+        "deeplabv1-largefov_tiny_1xb4-500_voc12pseudo-96x96.py",
     ):
         assert expected in names
     with pytest.raises(InputError, match="segmentation.config"):
@@ -96,7 +96,7 @@ def test_largefov_head_layout():
 
 def test_deeplab_parameter_groups():
     init_default_scope("mmseg")
-    cfg = load_config("deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py")
+    cfg = load_config("deeplabv1-largefov_tiny_1xb4-500_voc12pseudo-96x96.py")
     model = MODELS.build(cfg.model)
     wrapper_cfg = dict(cfg.optim_wrapper)
     constructor = wrapper_cfg.pop("constructor")

@@ -1,10 +1,7 @@
-"""Real training through mmengine's Runner on a tiny VOC folder: CLI, determinism, resume after a crash, evaluation
-under both test protocols, and export of palette PNGs."""
+"""Real training through mmengine's Runner on a tiny VOC folder: CLI, determinism, resume after a crash, and export
+of palette PNGs (eval-seg: test_eval.py)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,25 +11,13 @@ from mmengine.registry import HOOKS
 from PIL import Image
 
 from ppcseg.cli import main
-from ppcseg.config import REPO_ROOT, load_params
+from ppcseg.config import load_params
 from ppcseg.data.voc import read_ids, save_mask
-from ppcseg.evaluation.miou import iou_from_confusion, mean_iou, read_confusions
 from ppcseg.segment.train import build_train_config, train
 from ppcseg.utils.checkpoint import load_checkpoint
 from ppcseg.utils.errors import InputError
+from tests.segment.helpers import ITERS, params_args, train_cli
 from tests.timing import HANG_GUARD_S
-
-ITERS = 4
-OVERLAY = f"""
-segmentation:
-  config: deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py
-  iters: {ITERS}
-  batch_size: 2
-  crop_size: 48
-  lr: 0.01
-  test:
-    scales: [0.75, 1.0]
-"""
 
 
 class Crash(RuntimeError):
@@ -60,53 +45,16 @@ class RecordIters(Hook):
         TRAINED_ITERS.append(runner.iter)
 
 
-@pytest.fixture(scope="module")
-def params_files(tmp_path_factory) -> list[str]:
-    overlay = tmp_path_factory.mktemp("params") / "test.yaml"
-    overlay.write_text(OVERLAY)
-    return [str(REPO_ROOT / "params.yaml"), str(REPO_ROOT / "config" / "demo.yaml"), str(overlay)]
-
-
-def _params_args(files: list[str]) -> list[str]:
-    return [arg for path in files for arg in ("--params", path)]
-
-
-def _train_cli(voc_root: Path, files: list[str], work: Path, out: Path) -> int:
-    return main(
-        [
-            "train-seg",
-            *_params_args(files),
-            "--threads",
-            "2",
-            "--data",
-            str(voc_root),
-            "--masks",
-            str(voc_root / "SegmentationClassAug"),
-            "--work-dir",
-            str(work),
-            "--out",
-            str(out),
-        ]
-    )
-
-
-@pytest.fixture(scope="module")
-def trained(voc_root, params_files, tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("train")
-    assert _train_cli(voc_root, params_files, base / "work", base / "seg.pt") == 0
-    return base / "seg.pt"
-
-
 def test_train_cli_writes_a_weights_only_checkpoint(trained):
     ckpt = load_checkpoint(trained, expect={"kind": "mmseg-segmentor"})
     assert ckpt["meta"]["iter"] == ITERS
-    assert ckpt["meta"]["config_name"] == "deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py"
+    assert ckpt["meta"]["config_name"] == "deeplabv1-largefov_tiny_1xb4-500_voc12pseudo-96x96.py"
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
     assert ckpt["meta"]["model"]["data_preprocessor"]["size"] == [48, 48]
 
 
 def test_training_is_deterministic_on_cpu(voc_root, params_files, trained, tmp_path):
-    assert _train_cli(voc_root, params_files, tmp_path / "work", tmp_path / "again.pt") == 0
+    assert train_cli(voc_root, params_files, tmp_path / "work", tmp_path / "again.pt") == 0
     first = load_checkpoint(trained)["state_dict"]
     second = load_checkpoint(tmp_path / "again.pt")["state_dict"]
     assert first.keys() == second.keys()
@@ -138,51 +86,16 @@ def test_resume_after_a_crash_continues_from_the_last_checkpoint(voc_root, param
     assert [k for k in uninterrupted if not torch.equal(resumed[k], uninterrupted[k])] == []
 
 
-@pytest.mark.parametrize("protocol,stage", [("single", "segmentation"), ("msf-crf", "segmentation-msf-crf")])
-def test_eval_cli(voc_root, params_files, trained, tmp_path, protocol, stage):
-    out = tmp_path / "metrics.json"
-    args = ["eval-seg", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
-    assert main([*args, "--protocol", protocol, "--out-metrics", str(out)]) == 0
-    row = json.loads(out.read_text())
-    assert row["stage"] == stage and row["split"] == "val" and row["n_images"] == len(read_ids(voc_root, "val"))
-    assert 0 <= row["mIoU"] <= 100 and row["iou"]["background"] is not None
-    assert row["settings"]["crf"] is (protocol == "msf-crf")
-    if protocol == "msf-crf":
-        assert row["settings"]["scales"] == [0.75, 1.0] and row["settings"]["flip"] is True
-    # --out-confusion: the same row, and the images' matrices (the split's order) sum to the row's matrix.
-    confusion = tmp_path / "confusion.npz"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
-    without = out.read_bytes()
-    assert main([*args, "--protocol", protocol, "--out-metrics", str(out), "--out-confusion", str(confusion)]) == 0
-    assert out.read_bytes() == without
-    ids, per_image = read_confusions(confusion)
-    assert ids == read_ids(voc_root, "val") and per_image.shape == (len(ids), 21, 21)
-    total = iou_from_confusion(per_image.sum(axis=0))
-    assert round(100 * mean_iou(total), 2) == row["mIoU"]
-    assert [None if np.isnan(v) else round(100 * v, 2) for v in total] == list(row["iou"].values())
-
-
-def test_eval_cli_evaluates_the_split_of_the_params(voc_root, params_files, trained, tmp_path):
-    """`segmentation.val_split` picks the evaluated split (eval-seg once took it from a flag that ignored it)."""
-    overlay = tmp_path / "train_split.yaml"
-    overlay.write_text("segmentation:\n  val_split: train\n")
-    out = tmp_path / "metrics.json"
-    args = ["eval-seg", *_params_args([*params_files, str(overlay)]), "--data", str(voc_root)]
-    assert main([*args, "--checkpoint", str(trained), "--protocol", "single", "--out-metrics", str(out)]) == 0
-    row = json.loads(out.read_text())
-    assert row["split"] == "train" and row["n_images"] == len(read_ids(voc_root, "train"))
-
-
 def test_export_cli_writes_palette_pngs_and_resumes(voc_root, params_files, trained, tmp_path, monkeypatch):
-    from ppcseg.segment import export
+    from ppcseg import per_image
     from tests.stages import Interrupted, keep_only
 
     out = tmp_path / "pred"
     ids = read_ids(voc_root, "val")
-    args = ["export-predictions", *_params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
+    args = ["export-predictions", *params_args(params_files), "--data", str(voc_root), "--checkpoint", str(trained)]
     args += ["--split", "val", "--out", str(out), "--protocol", "single"]
     with monkeypatch.context() as patch:  # killed before the rename
-        patch.setattr(export, "finish_partial", lambda *_, **__: (_ for _ in ()).throw(Interrupted()))
+        patch.setattr(per_image, "finish_partial", lambda *_, **__: (_ for _ in ()).throw(Interrupted()))
         with pytest.raises(Interrupted):
             main(args)
     keep_only(tmp_path / "pred.partial", [f"{ids[0]}.png"])
@@ -204,7 +117,7 @@ def test_missing_pseudo_mask_is_named(voc_root, params_files, tmp_path, capsys):
     for image_id in read_ids(voc_root, "train_aug")[1:]:
         (masks / f"{image_id}.png").write_bytes((voc_root / "SegmentationClassAug" / f"{image_id}.png").read_bytes())
     missing = read_ids(voc_root, "train_aug")[0]
-    args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks)]
+    args = [*params_args(params_files), "--data", str(voc_root), "--masks", str(masks)]
     code = main(["train-seg", *args, "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "o.pt")])
     assert code == 2
     assert not (tmp_path / "o.pt").exists()
@@ -271,7 +184,7 @@ def test_two_cpu_processes_through_torchrun(voc_root, params_files, tmp_path):
 
     cmd = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
-        *("-m", "ppcseg", "train-seg", *_params_args(params_files), "--threads", "1"),
+        *("-m", "ppcseg", "train-seg", *params_args(params_files), "--threads", "1"),
         *("--data", str(voc_root), "--masks", str(voc_root / "SegmentationClassAug")),
         *("--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "seg.pt"), "--log-file", str(tmp_path / "log")),
     ]
@@ -291,7 +204,7 @@ def test_new_pseudo_masks_in_the_same_folder_train_afresh(voc_root, params_files
     masks = tmp_path / "masks"
     shutil.copytree(voc_root / "SegmentationClassAug", masks)
     work = tmp_path / "work"
-    args = [*_params_args(params_files), "--data", str(voc_root), "--masks", str(masks), "--work-dir", str(work)]
+    args = [*params_args(params_files), "--data", str(voc_root), "--masks", str(masks), "--work-dir", str(work)]
     assert main(["train-seg", *args, "--out", str(tmp_path / "old.pt")]) == 0
     first_id = read_ids(voc_root, "train_aug")[0]
     save_mask(masks / f"{first_id}.png", np.zeros_like(np.array(Image.open(masks / f"{first_id}.png"))))

@@ -82,7 +82,7 @@ DEMO_ROUTES = {
     "seam": {"cam": {"method": "seam", "ppc": False, "view2_scale": 0.3}},
     "eps": {
         "cam": {"method": "eps", "ppc": False},
-        "segmentation": {"config": "deeplabv2_tiny_1xb4-200_voc12pseudo-96x96.py"},
+        "segmentation": {"config": "deeplabv2_tiny_1xb4-500_voc12pseudo-96x96.py"},
     },
     "eps_ppc": yaml.safe_load((REPO / "config/demo_eps_ppc.yaml").read_text()),
 }

@@ -1,6 +1,6 @@
 # Demo of the EPS + PPC route's head: the DeepLab-v2 ASPP classifier (rates 6/12/18/24) on the tiny backbone, with
 # the schedule and data of the LargeFOV demo config.
-_base_ = ["deeplabv1-largefov_tiny_1xb4-200_voc12pseudo-96x96.py"]
+_base_ = ["deeplabv1-largefov_tiny_1xb4-500_voc12pseudo-96x96.py"]
 model = dict(
     decode_head=dict(
         _delete_=True,

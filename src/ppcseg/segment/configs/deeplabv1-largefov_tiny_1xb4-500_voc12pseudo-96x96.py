@@ -1,7 +1,8 @@
-# Demo: the LargeFOV head on the tiny backbone, 96x96 crops, batch 4, 200 iterations, a few minutes on a CPU.
+# Demo: the LargeFOV head on the tiny backbone, 96x96 crops, batch 4, 500 iterations (config/demo.yaml
+# segmentation.iters; params always set the count), a few minutes on a CPU.
 _base_ = ["deeplabv1-largefov_resnet38_1xb10-20k_voc12pseudo-448x448.py"]
 crop_size = (96, 96)
-max_iters = 200
+max_iters = 500
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch="tiny", bn_momentum=None),
