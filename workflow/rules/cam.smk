@@ -1,4 +1,29 @@
-# CAM training (SEAM or EPS, with or without PPC), multi-scale CAM inference, seed evaluation.
+# CAM training (SEAM or EPS, with or without PPC), multi-scale CAM inference, seed evaluation; on the demo, the
+# backbone pretraining that stands in for ImageNet weights.
+
+
+if SYNTHETIC:
+
+    rule pretrain_backbone:
+        input:
+            **stage_inputs("pretrain-backbone"),
+        output:
+            "data/weights/tiny.pth",
+        log:
+            "logs/pretrain_backbone.log",
+        conda:
+            "../../envs/ppcseg.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=2000,
+            runtime=30,
+        params:
+            params_files=params_args,
+            settings=settings("pretrain-backbone"),
+        shell:
+            "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data:q} --out {output:q} "
+            "--log-file {log:q}"
 
 
 rule train_cam:

@@ -27,27 +27,6 @@ if SYNTHETIC:
         shell:
             "ppcseg make-synthetic-voc {params.params_files} --out {output.root:q} --log-file {log:q}"
 
-    rule pretrain_backbone:
-        input:
-            **stage_inputs("pretrain-backbone"),
-        output:
-            "data/weights/tiny.pth",
-        log:
-            "logs/pretrain_backbone.log",
-        conda:
-            "../../envs/ppcseg.yaml"
-        threads: 2
-        resources:
-            gpu=1,
-            mem_mb=2000,
-            runtime=30,
-        params:
-            params_files=params_args,
-            settings=settings("pretrain-backbone"),
-        shell:
-            "ppcseg pretrain-backbone {params.params_files} --threads {threads} --data {input.data:q} --out {output:q} "
-            "--log-file {log:q}"
-
 else:
 
     rule prepare_voc:
@@ -107,7 +86,7 @@ for _source, _path in DOWNLOADS.items():
         params:
             params_files=params_args,
             source=_source,
-            settings=settings("download", source=_source),
+            settings=settings("download", key=f"data.sources.{_source}"),
         shell:
             "ppcseg download {params.params_files} --source {params.source} --out {output:q} "
             "--lock-file sources.lock.yaml --log-file {log:q}"

@@ -1,6 +1,7 @@
 # The authors' released checkpoints as entry points (README "Start from the released models"). A stage whose
-# `<stage>.released` is set is not trained: its official file is downloaded (checksum verified) and converted into the
-# checkpoint its training would have written, and everything downstream runs as usual.
+# `<stage>.released` is set is not trained: its official file is downloaded by the download stage (`ppcseg download
+# --source <stage>.released`, checksum verified) and converted into the checkpoint its training would have written,
+# and everything downstream runs as usual.
 
 # The checkpoint each entry stands in for: the training rule's.
 RELEASED_CHECKPOINTS = {
@@ -16,7 +17,7 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
         name:
             f"download_released_{_stage}"
         input:
-            **stage_inputs("fetch-released", reads_data=False),
+            **stage_inputs("download", reads_data=False),
         output:
             f"data/released/{_stage}.pth",
         log:
@@ -26,10 +27,10 @@ for _stage in [s for s, entry in RELEASED.items() if entry]:
             "../../envs/ppcseg.yaml"
         params:
             params_files=params_args,
-            entry=_stage,
-            settings=settings("fetch-released", entry=_stage),
+            source=f"{_stage}.released",
+            settings=settings("download", key=f"{_stage}.released"),
         shell:
-            "ppcseg fetch-released {params.params_files} --entry {params.entry} --out {output:q} "
+            "ppcseg download {params.params_files} --source {params.source} --out {output:q} "
             "--lock-file sources.lock.yaml --log-file {log:q}"
 
     rule:

@@ -1,4 +1,6 @@
-"""The `download` stage: fetch one file named in params.yaml `data.sources.<name>` and verify its checksum.
+"""The `download` stage: fetch one source and verify its checksum. A source is an entry `data.sources.<name>` of
+params.yaml (`--source <name>`), or the authors' released checkpoint of a stage, `<stage>.released` (`--source
+cam.released`; docs/released-models.md), which `ppcseg convert-released` then turns into the stage's checkpoint.
 
 A source's `url` is one location or a list of mirrors, tried in order until one gives a verified file. Locations:
   * https://...                          the normal case;
@@ -53,7 +55,9 @@ from tqdm import tqdm
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
 
-PARAMS_KEYS: tuple[str, ...] = ("data.sources.{source}",)
+# `{key}`: the params key of the source the rule downloads (data.sources.<name> or <stage>.released).
+PARAMS_KEYS: tuple[str, ...] = ("{key}",)
+RELEASED_STAGES: tuple[str, ...] = ("cam", "affinity", "segmentation")
 LOCAL_HTTP_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RETRIES = 5
 BACKOFF_S = 2.0
@@ -74,7 +78,7 @@ _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _DRIVE_ID = re.compile(r"[-A-Za-z0-9_]{10,}")  # fullmatch: `$` would pass a trailing newline, \w any letter
 LOCK_HEADER = """\
 # SHA-256 of downloaded files whose publisher gives none (data.sources.<name> or <stage>.released without sha256), one
-# record per source and URL, written by the first verified download (`ppcseg download`, `ppcseg fetch-released`).
+# record per source and URL, written by the first verified download (`ppcseg download`).
 # Every later download that lists the URL, on any machine and from any mirror listed beside it, must match it. Commit
 # this file; to accept a new version of a file on purpose, delete its record and download again.
 """
@@ -107,7 +111,11 @@ class Location:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="name of an entry under data.sources in params.yaml")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="an entry under data.sources in params.yaml, or a released checkpoint <stage>.released",
+    )
     parser.add_argument("--out", required=True, type=Path, help="where the verified file is written")
     parser.add_argument(
         "--lock-file",
@@ -118,11 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    sources = params["data"]["sources"]
-    key = f"data.sources.{args.source}"
-    if args.source not in sources:
-        raise InputError(f"{key}: no such source (known: {', '.join(sorted(sources))})")
-    entry = sources[args.source] or {}
+    key, entry = source_entry(params, args.source)
     download(
         entry.get("url"),
         args.out,
@@ -130,7 +134,29 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         md5=entry.get("md5"),
         key=key,
         lock_file=args.lock_file,
+        lock_name=args.source.replace(".", "_"),  # cam.released is recorded as cam_released
     )
+
+
+def source_entry(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """The params key and entry of source `name`: `<stage>.released` is a stage's released checkpoint, any other
+    name an entry of data.sources."""
+    stage, dot, rest = name.partition(".")
+    if dot:
+        if rest != "released" or stage not in RELEASED_STAGES:
+            raise InputError(
+                f"--source {name}: not a source; name an entry of data.sources or a released checkpoint "
+                f"({', '.join(f'{s}.released' for s in RELEASED_STAGES)})"
+            )
+        entry = params[stage].get("released")
+        if not entry:
+            raise InputError(f"{name} is not set: give url, sha256 (or md5) and layout of the released file")
+        return name, entry
+    sources = params["data"]["sources"]
+    key = f"data.sources.{name}"
+    if name not in sources:
+        raise InputError(f"{key}: no such source (known: {', '.join(sorted(sources))})")
+    return key, sources[name] or {}
 
 
 def sha256_file(path: str | Path) -> str:

@@ -52,12 +52,13 @@ def config_backbone(cfg: Config) -> str:
     return backbone.type
 
 
-def _plain(value: Any) -> Any:
-    """Config values as dicts, lists and scalars only (what weights_only loading accepts)."""
+def plain_config(value: Any) -> Any:
+    """Config values as dicts, lists and scalars only (what weights_only loading accepts): the model config a
+    checkpoint's meta records, here and in a converted released checkpoint."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_config(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_config(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise InputError(f"config value {value!r} of type {type(value).__name__} cannot be stored in a checkpoint")
@@ -67,7 +68,7 @@ def export_checkpoint(runner_checkpoint: str | Path, out: str | Path, cfg: Confi
     """Copy the model weights of an mmengine Runner checkpoint (in the trusted work folder) to a tensors-only file."""
     ckpt = load_local_checkpoint(str(runner_checkpoint), map_location="cpu")
     state = {k: v.detach().clone() for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
-    model_cfg = _plain(cfg.model.to_dict())
+    model_cfg = plain_config(cfg.model.to_dict())
     meta = {
         "kind": KIND,
         "config_name": str(config_name),

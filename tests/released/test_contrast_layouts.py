@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ppcseg.models.official import build_project_model, check_layout, expected_layout, layout
+from ppcseg.released.official import build_project_model, check_layout, expected_layout, layout
 from ppcseg.utils.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""fetch-released: the released files of every route share one lock file, each recorded per URL.
+"""download --source <stage>.released: the released files of every route share one lock file, each recorded per URL.
 
 The OneDrive links are the real ones of config/released/; a server on 127.0.0.1 answers as the OneDrive shares API
 (download.HOST_OVERRIDES sends api.onedrive.com there) with stand-in files.
@@ -42,7 +42,7 @@ def onedrive(http_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]: 
 
 def fetch(route: str, out: Path, lock: Path) -> int:
     params = [a for f in ROUTES[route] for a in ("--params", str(REPO_ROOT / f))]
-    return main(["fetch-released", *params, "--entry", "cam", "--out", str(out), "--lock-file", str(lock)])
+    return main(["download", *params, "--source", "cam.released", "--out", str(out), "--lock-file", str(lock)])
 
 
 @pytest.mark.parametrize("deleted", [False, True], ids=["by-hand", "output-deleted-first-as-snakemake-does"])
@@ -77,3 +77,13 @@ def test_a_changed_file_at_a_recorded_url_is_refused_naming_the_url(tmp_path, on
         and f"recorded in {lock} for {cam_url('seam_ppc')}" in (lines[0])
     )
     assert not out.exists() and lock.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [("cam.released", "cam.released is not set"), ("report.released", "--source report.released: not a source")],
+)
+def test_an_unset_or_unknown_released_source_is_refused_naming_it(tmp_path, capsys, source, needle):
+    params = ["--params", str(REPO_ROOT / "params.yaml")]
+    assert main(["download", *params, "--source", source, "--out", str(tmp_path / "cam.pth")]) == 2
+    assert needle in capsys.readouterr().err and not (tmp_path / "cam.pth").exists()

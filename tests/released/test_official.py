@@ -14,7 +14,7 @@ import yaml
 
 from ppcseg.cli import main
 from ppcseg.config import load_params
-from ppcseg.models import official
+from ppcseg.released import official
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ wseg-contrast and wseg-eps-contrast hold the same tensors with the same shapes a
 name (`fc_proj` / `proj_fc`), while their background channel is fc8's row 0 in one and row 20 in the other. The name
 is checked exactly; nothing else in the file tells the two apart (where the background sits is a convention of the
 training code, not stored), so a file whose projection was renamed converts under the wrong layout without error
-(docs/faithfulness.md; tests/models/test_contrast_layouts.py).
+(docs/faithfulness.md; tests/released/test_contrast_layouts.py).
 """
 
 from __future__ import annotations
@@ -153,9 +153,9 @@ def official_key(lay: Layout, project_key: str) -> str:
 
 def segmentation_model_config(lay: Layout) -> dict[str, Any]:
     """The mmseg model config (plain dict) of a segmentation layout, upsampling logits as the official nets do."""
-    from ppcseg.segment.checkpoint import _plain, load_config
+    from ppcseg.segment.checkpoint import load_config, plain_config
 
-    model = _plain(load_config(lay.config).model.to_dict())
+    model = plain_config(load_config(lay.config).model.to_dict())
     model["decode_head"]["align_corners"] = True  # official: F.interpolate(..., align_corners=True) to the input
     return model
 

@@ -1,13 +1,13 @@
 """Stage `convert-released`: start a stage from the authors' released checkpoint instead of training it.
 
-    ppcseg fetch-released --params P --entry cam --out data/released/cam.pth
-        downloads `cam.released` (ppcseg.models.fetch_released);
+    ppcseg download --params P --source cam.released --out data/released/cam.pth
+        downloads `cam.released` (ppcseg.data.download, verified like every source);
     ppcseg convert-released --params P --entry cam --file data/released/cam.pth --out work/runs/0/cam/checkpoint.pt
         converts it from its official layout (`cam.released.layout`) to the checkpoint the trained stage would write;
     ppcseg convert-released --params P --entry cam --to-official --layout wseg-contrast --file CKPT --out FILE
         the way back: a ppcseg checkpoint as a state dict that the official code loads.
 
-Stages: cam (read by infer_cam), affinity (random_walk), segmentation (eval_seg). Layouts: ppcseg.models.official.
+Stages: cam (read by infer_cam), affinity (random_walk), segmentation (eval_seg). Layouts: ppcseg.released.official.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from ppcseg.models import official
-from ppcseg.models.fetch_released import released_entry
+from ppcseg.released import official
 from ppcseg.utils.checkpoint import load_checkpoint, save_checkpoint
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_path
@@ -41,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", required=True, help="the official file (with --to-official: a ppcseg checkpoint)")
     parser.add_argument("--layout", help="official layout for --to-official (default: `<stage>.released.layout`)")
     parser.add_argument("--out", required=True, help="the ppcseg checkpoint (with --to-official: the official file)")
+
+
+def released_entry(params: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The stage's `<stage>.released` entry; InputError when it is not set."""
+    entry = params[stage].get("released")
+    if not entry:
+        raise InputError(f"{stage}.released is not set: give url, sha256 (or md5) and layout of the released file")
+    return entry
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:

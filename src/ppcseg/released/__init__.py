@@ -1,0 +1,1 @@
+"""The authors' released checkpoints: official key layouts and their conversion to the project's checkpoints."""
