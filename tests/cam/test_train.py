@@ -71,7 +71,7 @@ def test_loss_falls(voc: Path, tmp_path: Path) -> None:
     run_train(voc, tmp_path, cam)
     header, rows = read_csv(tmp_path / "loss.csv")
     assert header == ["step", "lr", "total", *loss_columns(cam)]
-    assert rows[:, 0].tolist() == list(range(30))
+    assert rows[:, 0].tolist() == list(range(1, 31))  # update numbers (LossCurve)
     assert rows[0, 1] == pytest.approx(0.05) and rows[-1, 1] == pytest.approx(0.05 * (1 / 30) ** 0.9)
     total, cls = rows[:, 2], rows[:, header.index("cls")]
     # 30 SGD steps from random init: a clear but modest fall (about 18 % total, 11 % classification here).
@@ -276,7 +276,7 @@ def test_foreign_or_corrupt_states_are_not_resumed(voc: Path, tmp_path: Path, ca
     assert "skipping state state_00000003.pt" in caplog.text and "other settings" in caplog.text
     assert "resuming" not in caplog.text
     _, rows = read_csv(tmp_path / "loss.csv")
-    assert rows[:, 0].tolist() == [0, 1, 2, 3] and rows[0, 1] == pytest.approx(0.01)
+    assert rows[:, 0].tolist() == [1, 2, 3, 4] and rows[0, 1] == pytest.approx(0.01)
 
 
 def test_new_images_in_the_same_folder_train_afresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
 from ppcseg.refine import random_walk, train_affinity
@@ -166,8 +167,16 @@ def voc(tmp_path_factory):
 
 def _params():
     return default_params(
-        cam={"backbone": "tiny", "checkpoint_every": 2, "num_workers": 0},
-        affinity={"crop_size": 40, "radius": 2, "batch_size": 2, "epochs": 2, "lr": 0.05},
+        cam={"backbone": "tiny"},
+        affinity={
+            "crop_size": 40,
+            "radius": 2,
+            "batch_size": 2,
+            "epochs": 2,
+            "lr": 0.05,
+            "checkpoint_every": 2,
+            "num_workers": 0,
+        },
         random_walk={"logt": 3},
     )
 
@@ -207,6 +216,25 @@ def test_train_affinity_resumes_exactly_then_random_walk(voc, tmp_path, caplog, 
     np.testing.assert_array_equal(load_mask(out / f"{ids[0]}.png"), sentinel)
     for image_id in ids[1:]:
         assert load_mask(out / f"{image_id}.png").shape == (48, 48)
+
+
+def test_train_affinity_reads_its_own_workers_and_checkpoint_interval(voc, tmp_path, monkeypatch):
+    """affinity.num_workers and affinity.checkpoint_every, not train-cam's (it once read cam.*)."""
+    workers = []
+
+    def loader(*a, num_workers, **kw):
+        workers.append(num_workers)
+        return DataLoader(*a, num_workers=0, **kw)  # workers need not be started to see the value
+
+    monkeypatch.setattr(train_affinity, "DataLoader", loader)
+    params = _params()
+    params["cam"] |= {"num_workers": 0, "checkpoint_every": 1}
+    params["affinity"] |= {"num_workers": 3, "checkpoint_every": 3}
+    state = tmp_path / "s"
+    paths = dict(out=str(tmp_path / "a.pt"), out_loss=str(tmp_path / "l.csv"), state_dir=str(state), weights=None)
+    train_affinity.run(args(data=str(voc), labels=str(voc.parent / "labels"), **paths), params)  # 4 steps
+    assert workers and set(workers) == {3}
+    assert [p.name for p in state.iterdir()] == ["state_00000003.pt"]
 
 
 def test_train_affinity_needs_labels(voc, tmp_path):

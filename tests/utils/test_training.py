@@ -110,3 +110,45 @@ def test_input_fingerprints_follow_the_files(tmp_path: Path) -> None:
     weights.write_bytes(b"22")  # new contents under the same path
     assert not same_run(first, input_fingerprints(weights=weights_input(weights), saliency=None))
     assert same_run({"a": (1, 2)}, {"a": [1, 2]}) and not same_run({"a": 1}, {"a": 1, "b": None})
+
+
+def _curve_steps(path: Path) -> tuple[list[int], float]:
+    """The step column of a loss CSV and its first row's lr."""
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    return [int(row[0]) for row in rows], float(rows[0][1])
+
+
+def test_train_cam_and_train_affinity_number_their_loss_rows_alike(tmp_path: Path) -> None:
+    """LossCurve's convention in both training stages: row k is the batch of update k (1-based) at that update's lr,
+    and the state saved after update k holds rows 1 to k. train-cam once logged 0-based rows, one off train-affinity."""
+    from ppcseg.cam.train import train as train_cam
+    from ppcseg.data.voc import load_mask, read_ids, save_mask, voc_dirs
+    from ppcseg.refine import train_affinity
+    from ppcseg.utils.checkpoint import load_checkpoint
+    from tests.stages import args, default_params, tiny_cam_params
+    from tests.tinyvoc import make_voc
+
+    voc = make_voc(tmp_path / "VOC2012", size=48, train=3, val=1, extra=1)
+    labels = tmp_path / "labels"
+    for image_id in read_ids(voc, "train_aug"):
+        gt = load_mask(voc_dirs(voc)["masks_aug"] / f"{image_id}.png")
+        for kind in ("la", "ha"):
+            save_mask(labels / kind / f"{image_id}.png", gt)
+    cam = tiny_cam_params(max_steps=4, checkpoint_every=3, batch_size=2, lr=0.05)
+    train_cam(voc, cam, 0, out=tmp_path / "cam.pt", loss_csv=tmp_path / "cam.csv", state_dir=tmp_path / "cam_state")
+    affinity = {"crop_size": 40, "radius": 2, "batch_size": 2, "epochs": 2, "lr": 0.05}
+    params = default_params(cam={"backbone": "tiny"}, affinity={**affinity, "num_workers": 0, "checkpoint_every": 3})
+    paths = dict(
+        out=str(tmp_path / "aff.pt"), out_loss=str(tmp_path / "aff.csv"), state_dir=str(tmp_path / "aff_state")
+    )
+    train_affinity.run(args(data=str(voc), labels=str(labels), weights=None, **paths), params)
+
+    for name in ("cam", "aff"):
+        steps, first_lr = _curve_steps(tmp_path / f"{name}.csv")
+        assert steps == [1, 2, 3, 4] and first_lr == pytest.approx(0.05), name
+    # the newest state of each: after update 3 (affinity saves no final state), after update 4 (train-cam's last)
+    for state_dir, done in ((tmp_path / "aff_state", 3), (tmp_path / "cam_state", 4)):
+        (path,) = state_dir.iterdir()
+        state = load_checkpoint(path)
+        steps = [int(row.split(",")[0]) for row in state["loss_rows"]]
+        assert state["step"] == done and steps == list(range(1, done + 1))

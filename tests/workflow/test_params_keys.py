@@ -28,7 +28,7 @@ TINY = {
     "cam": {"max_steps": 2, "batch_size": 2, "crop_size": 64, "view2_size": 48, "resize_long": [64, 80],
             "checkpoint_every": 1},
     "infer_cam": {"scales": [1.0]},
-    "affinity": {"epochs": 1, "batch_size": 2, "crop_size": 64},
+    "affinity": {"epochs": 1, "batch_size": 2, "crop_size": 64, "checkpoint_every": 1},
     "segmentation": {"iters": 2, "batch_size": 2, "crop_size": 64, "test": {"scales": [1.0]}},
     "report": {"overlay_images": 1},
 }  # fmt: skip

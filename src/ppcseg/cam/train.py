@@ -47,7 +47,7 @@ from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.optim import poly_lr, poly_sgd, set_lr
 from ppcseg.utils.progress import progress
 from ppcseg.utils.runtime import add_seed_argument
-from ppcseg.utils.training import LossCurve, RunStates, input_fingerprints, weights_input
+from ppcseg.utils.training import EXECUTION_ONLY, LossCurve, RunStates, input_fingerprints, weights_input
 
 PARAMS_KEYS: tuple[str, ...] = ("cam",)
 SPLIT = "train_aug"
@@ -209,10 +209,6 @@ def total_steps(cam: dict[str, Any], n_images: int) -> int:
 # ------------------------------------------------------------------------------------------------------ resume
 
 
-# Settings that change how a run executes but not what it computes: a state stays resumable when they change.
-EXECUTION_ONLY = ("num_workers", "checkpoint_every")
-
-
 def run_meta(cam: dict[str, Any], seed: int, max_steps: int, n_images: int) -> dict[str, Any]:
     return cam_net_meta(cam) | {"seed": seed, "max_steps": max_steps, "num_images": n_images}
 
@@ -307,7 +303,7 @@ def train(
             logged = mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, info.device)
             refuse_non_finite_loss(step + 1, logged, "total")  # every rank sees the same mean
             if info.is_main:
-                curve.append(step, lr, [logged[c] for c in curve.columns[2:]])
+                curve.append(step + 1, lr, [logged[c] for c in curve.columns[2:]])  # row = update number
                 if (step + 1) % log_every == 0:
                     log.info("step %d/%d lr %.3g loss %.4f", step + 1, max_steps, lr, logged["total"])
                 if (step + 1) % cam["checkpoint_every"] == 0 or step + 1 == max_steps:

@@ -7,7 +7,7 @@ argmax PNGs). The crop's pairs within `affinity.radius` (the official set, or ev
 `affinity.fix_pair_region`, as in the random walk) give bg-positive (both 0), fg-positive (same class > 0) and
 negative (different) sets; loss = 1/4 bg + 1/4 fg + 1/2 neg with -log(a + 1e-5) for positives and
 -log(1 + 1e-5 - a) for negatives. Poly SGD (new layers 10x) with the official momentum quirk unless
-cam.fix_sgd_momentum. Checkpoints every cam.checkpoint_every steps; a restart resumes exactly (data order and
+cam.fix_sgd_momentum. Checkpoints every affinity.checkpoint_every steps; a restart resumes exactly (data order and
 augmentation are functions of seed, epoch and index; the torch RNG states are saved for dropout).
 """
 
@@ -33,11 +33,9 @@ from ppcseg.utils.errors import InputError, refuse_non_finite_loss
 from ppcseg.utils.optim import poly_lr, poly_param_groups, poly_sgd, set_lr
 from ppcseg.utils.progress import progress
 from ppcseg.utils.runtime import add_seed_argument
-from ppcseg.utils.training import LossCurve, RunStates, input_fingerprints, weights_input
+from ppcseg.utils.training import EXECUTION_ONLY, LossCurve, RunStates, input_fingerprints, weights_input
 
-PARAMS_KEYS: tuple[str, ...] = (
-    "cam.backbone", "cam.fix_sgd_momentum", "cam.num_workers", "cam.checkpoint_every", "affinity",
-)  # fmt: skip
+PARAMS_KEYS: tuple[str, ...] = ("cam.backbone", "cam.fix_sgd_momentum", "affinity")
 SPLIT = "train_aug"
 STRIDE = 8
 POLY_POWER = 0.9
@@ -198,7 +196,7 @@ def build(args: argparse.Namespace, params: dict[str, Any]) -> AffinityRun:
     identity = {
         "seed": seed,
         "backbone": cam["backbone"],
-        "affinity": cfg,
+        "affinity": {k: v for k, v in cfg.items() if k not in EXECUTION_ONLY},
         "fix_sgd_momentum": cam["fix_sgd_momentum"],
         # a resumed run must train on the same images, la/ha maps and weights
         "inputs": input_fingerprints(
@@ -246,7 +244,7 @@ def resume(job: AffinityRun) -> tuple[int, LossCurve]:
 
 
 def train_loop(job: AffinityRun, start: int, curve: LossCurve, loss_csv: str | Path) -> None:
-    """Train from step `start` to the end, saving a state every cam.checkpoint_every steps; writes the loss curve."""
+    """Train from step `start` to the end, saving a state every affinity.checkpoint_every steps; writes the loss curve."""
     cfg, seed, net, optimizer, device = job.cfg, job.seed, job.net, job.optimizer, job.device
     batch, n_images, feat = cfg["batch_size"], len(job.dataset), cfg["crop_size"] // STRIDE
     step, losses = start, None
@@ -261,7 +259,7 @@ def train_loop(job: AffinityRun, start: int, curve: LossCurve, loss_csv: str | P
             loader = DataLoader(
                 job.dataset,
                 batch_sampler=batches,
-                num_workers=job.cam["num_workers"],
+                num_workers=cfg["num_workers"],
                 generator=torch.Generator().manual_seed(seed + epoch),
             )
             for images, targets in loader:
@@ -282,7 +280,7 @@ def train_loop(job: AffinityRun, start: int, curve: LossCurve, loss_csv: str | P
                 step += 1
                 curve.append(step, lr, [losses[k].item() for k in LOSS_COLUMNS[2:]])
                 next(bar, None)
-                if step % job.cam["checkpoint_every"] == 0 and step < job.max_steps:
+                if step % cfg["checkpoint_every"] == 0 and step < job.max_steps:
                     job.states.save(step, net, optimizer, curve.rows)
     finally:  # also after a failed step: the curve shows the steps that led to it
         curve.write(loss_csv)

@@ -43,8 +43,17 @@ def same_run(saved: Any, current: Any) -> bool:
     return json.dumps(saved, sort_keys=True) == json.dumps(current, sort_keys=True)
 
 
+# Settings that change how a run executes but not what it computes: a state stays resumable when they change.
+EXECUTION_ONLY: tuple[str, ...] = ("num_workers", "checkpoint_every")
+
+
 class LossCurve:
-    """The loss CSV of a run: `step,lr,<terms>`, one row a step, kept in memory (and in the states) and written whole."""
+    """The loss CSV of a run: `step,lr,<terms>`, one row a step, kept in memory (and in the states) and written whole.
+
+    Every training stage logs the same way: row `step` (1-based) holds the lr and losses of the batch that produced
+    optimiser update number `step`, computed before that update. Its first row is step 1 at the base lr, its last is
+    max_steps, and the state saved after update `step` holds rows 1 to `step`.
+    """
 
     def __init__(self, columns: list[str], rows: Iterable[str] = ()) -> None:
         self.columns = columns
