@@ -12,6 +12,7 @@ import torch
 import yaml
 from torch import nn
 
+from ppcseg import per_image
 from ppcseg.config import REPO_ROOT, load_params
 
 
@@ -80,7 +81,7 @@ def interrupted_run(monkeypatch: Any, module: Any, run_args: argparse.Namespace,
         raise Interrupted
 
     with monkeypatch.context() as patch:
-        patch.setattr(module, "finish_partial", stop)
+        patch.setattr(per_image, "finish_partial", stop)
         try:
             module.run(run_args, params)
         except Interrupted:

@@ -14,10 +14,10 @@ import yaml
 from ppcseg.cam import infer
 from ppcseg.cli import main
 from ppcseg.data.voc import read_ids
+from ppcseg.per_image import split_ids
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.per_image import lost_files, split_ids
-from ppcseg.utils.shards import LISTING, Shard, parse_shard
+from ppcseg.utils.shards import LISTING, Shard, lost_files, parse_shard
 from ppcseg.workflow.merge_shards import merge_shards
 from tests.stages import StubCamNet, args, default_params
 from tests.tinyvoc import make_voc

@@ -1,13 +1,18 @@
-"""The machinery of the per-image stages (infer-cam, affinity-labels, random-walk, crf-masks, export-predictions).
+"""The per-image stage template: infer-cam, affinity-labels, random-walk, crf-masks and export-predictions each
+declare a `PerImageStage` (their image list, outputs, inputs and the work on one image); `run_per_image` runs the
+rest, the same for all of them.
 
 Such a stage writes one file per image into `<out>.partial/` (each atomically) and renames the folder to `<out>` when
 every image of its list is there. The partial folder holds a fingerprint (the values of the params keys the stage
-reads and the names, sizes and mtimes of its input files), so a restarted stage resumes it only when it was made by
-the same settings and inputs, and otherwise starts over. The guarantees are listed in the README's reliability table.
+reads, its identity flags and the names, sizes and mtimes of its input files), so a restarted stage resumes it only
+when it was made by the same settings and inputs, and otherwise starts over. The finished folder holds its listing
+(utils/shards.py). With `--shard I/K` the stage processes one part of its list. The guarantees are listed in
+docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import multiprocessing
@@ -15,22 +20,111 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppcseg.data.voc import read_class_labels, read_ids, voc_dirs
+from ppcseg.data.voc import check_labels, read_ids, voc_dirs
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import is_temporary, stat_fingerprint, write_text
 from ppcseg.utils.progress import progress
-from ppcseg.utils.shards import LISTING, Shard, write_listing
+from ppcseg.utils.shards import Shard, add_shard_argument, missing_outputs, parse_shard, write_listing
 
 FINGERPRINT = ".ppcseg-partial.json"
-# The per-image stages of the pipeline, by rule name (the workflow shards these and checks their folders).
-PER_IMAGE_STAGES: tuple[str, ...] = ("infer_cam", "affinity_labels", "random_walk", "crf_masks")
 log = logging.getLogger("ppcseg")
 
+# name -> (root, files) of a stage's inputs; names are taken relative to the root, so a moved project still resumes.
+Inputs = dict[str, tuple[Path, list[Path]]]
 
-# ---------------------------------------------------------------------------------------------- image lists, outputs
+
+@dataclass(frozen=True)
+class Context:
+    """What the work on one image needs, handed to the stage's `init` (in every worker process)."""
+
+    args: argparse.Namespace
+    params: dict[str, Any]
+    root: Path  # the dataset
+    out: Path  # the partial folder the images are written to
+    labels: dict[str, list[int]]  # image-level labels (empty for a stage without labels)
+
+
+def no_state(context: Context) -> None:
+    """The `init` of a stage whose work needs nothing but the context."""
+
+
+@dataclass(frozen=True)
+class PerImageStage:
+    """What a per-image stage declares.
+
+    name: its rule name, written into the finished folder's listing.
+    params_keys: the params keys it reads (its module's PARAMS_KEYS).
+    outputs: the files it writes per image, relative to the output folder, `{}` standing for the image id.
+    splits: the image lists it processes, from its args and params; their union, in order, is its list.
+    inputs: its input files besides the dataset images, from its args and image ids (they enter the fingerprint).
+    work: writes the outputs of one image: `work(image_id, context, state)`; a module-level function, so that
+        worker processes can run it.
+    pooled: CPU work run over `--threads` processes; otherwise one process (a network on the device).
+    init: what a process needs besides the context (`state`: a network on its device), made once per process.
+    labels: whether it reads the image-level labels (every image of its list must have them).
+    flags: names of its flags that belong to the identity of its output besides the params (`settings.flags`).
+    describe: the settings worth a log line, from the params.
+    """
+
+    name: str
+    params_keys: tuple[str, ...]
+    outputs: tuple[str, ...]
+    splits: Callable[[argparse.Namespace, dict[str, Any]], Sequence[str]]
+    inputs: Callable[[argparse.Namespace, list[str]], Inputs]
+    work: Callable[[str, Context, Any], None]
+    pooled: bool
+    init: Callable[[Context], Any] = no_state
+    labels: bool = True
+    flags: tuple[str, ...] = ()
+    describe: Callable[[dict[str, Any]], str] = lambda params: ""
+
+    def image_ids(self, args: argparse.Namespace, params: dict[str, Any], shard: Shard | None = None) -> list[str]:
+        """The images the stage (or one shard of it) processes."""
+        ids = split_ids(args.data, self.splits(args, params))
+        return ids if shard is None else shard.select(ids)
+
+    def files(self, ids: Iterable[str]) -> list[str]:
+        """The files a finished output folder holds for these images."""
+        return [pattern.format(i) for pattern in self.outputs for i in ids]
+
+    def settings(self, args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+        """What the output was made with: the values of its params keys, and its identity flags."""
+        values = settings_of(params, self.params_keys)
+        if self.flags:
+            values["flags"] = {flag: getattr(args, flag) for flag in self.flags}
+        return values
+
+
+def add_per_image_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The flags every per-image stage has: the dataset, the output folder and the shard."""
+    parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
+    parser.add_argument("--out", required=True, help=out_help)
+    add_shard_argument(parser)
+
+
+def run_per_image(stage: PerImageStage, args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Run a per-image stage: its images (or one shard of them) not done yet into `<out>.partial/`, then finish it."""
+    root, shard = Path(args.data), parse_shard(args.shard)
+    ids = stage.image_ids(args, params, shard)
+    labels = check_labels(root, ids) if stage.labels else {}
+    data = [voc_dirs(root)["images"] / f"{i}.jpg" for i in ids] + ([voc_dirs(root)["labels"]] if stage.labels else [])
+    settings = stage.settings(args, params)
+    identity = fingerprint(settings, {"data": (root, data), **stage.inputs(args, ids)}, shard)
+    partial = open_partial(args.out, identity)
+    missing = set(missing_outputs(partial, stage.files(ids)))
+    todo = [i for i in ids if not missing.isdisjoint(stage.files([i]))]  # a restarted stage redoes only these
+    details = stage.describe(params)
+    log.info("%s: %d images, %d already done%s", stage.name, len(ids), len(ids) - len(todo), details and f", {details}")
+    context = Context(args=args, params=params, root=root, out=partial, labels=labels)
+    per_image_pool(stage, context, todo, args.threads if stage.pooled else 1)
+    finish_partial(args.out, stage.files(ids), identity, shard, stage.name)
+
+
+# ---------------------------------------------------------------------------------------------- image lists, inputs
 
 
 def split_ids(root: str | Path, splits: Sequence[str]) -> list[str]:
@@ -38,66 +132,13 @@ def split_ids(root: str | Path, splits: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(i for split in splits for i in read_ids(root, split)))
 
 
-def stage_ids(stage: str, root: str | Path, params: dict[str, Any], shard: Shard | None = None) -> list[str]:
-    """The images a per-image stage (or one shard of it) processes (one definition for the stage and the workflow's
-    completeness check)."""
-    if stage == "infer_cam":
-        ids = split_ids(root, params["infer_cam"]["splits"])
-    elif stage == "random_walk":
-        ids = read_ids(root, params["random_walk"]["split"])
-    elif stage in ("affinity_labels", "crf_masks"):
-        ids = read_ids(root, "train_aug")
-    else:
-        raise ValueError(f"not a per-image stage of the pipeline: {stage}")
-    return ids if shard is None else shard.select(ids)
+def folder_inputs(folder: Path, names: Iterable[str]) -> tuple[Path, list[Path]]:
+    return folder, [folder / name for name in names]
 
 
-def stage_outputs(stage: str, root: str | Path, params: dict[str, Any], shard: Shard | None = None) -> list[str]:
-    """The files (relative to the output folder) a finished per-image stage (or one shard of it) holds."""
-    ids = stage_ids(stage, root, params, shard)
-    if stage == "infer_cam":
-        return [f"{i}.npz" for i in ids]
-    if stage == "affinity_labels":
-        return [f"{d}/{i}.png" for d in ("la", "ha") for i in ids]
-    return [f"{i}.png" for i in ids]
-
-
-def missing_outputs(out: str | Path, expected: Iterable[str]) -> list[str]:
-    """The expected files not present in `out` (one listing per subfolder: cheap on 10 000 files)."""
-    out = Path(out)
-    listings: dict[str, set[str]] = {}
-    missing = []
-    for name in expected:
-        folder, _, base = name.rpartition("/")
-        if folder not in listings:
-            try:
-                listings[folder] = set(os.listdir(out / folder))
-            except OSError:
-                listings[folder] = set()
-        if base not in listings[folder]:
-            missing.append(name)
-    return missing
-
-
-def lost_files(folder: str | Path) -> list[str]:
-    """The files a finished folder's listing (utils/shards.py) names that are gone; none for a folder without a
-    readable listing."""
-    try:
-        files = json.loads((Path(folder) / LISTING).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return missing_outputs(folder, map(str, files))
-
-
-def check_labels(root: Path, ids: list[str]) -> dict[str, list[int]]:
-    """The image-level labels, refusing an image list that has images without labels."""
-    labels = read_class_labels(root)
-    missing = [i for i in ids if i not in labels]
-    if missing:
-        raise InputError(
-            f"{voc_dirs(root)['labels']}: no image-level labels for {len(missing)} image(s), e.g. {missing[:3]}"
-        )
-    return labels
+def file_input(path: str | Path) -> tuple[Path, list[Path]]:
+    path = Path(path)
+    return folder_inputs(path.parent, [path.name])
 
 
 # ------------------------------------------------------------------------------------------------ partial folder
@@ -114,32 +155,13 @@ def settings_of(params: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def fingerprint(
-    params: dict[str, Any],
-    keys: Iterable[str],
-    inputs: dict[str, tuple[Path, list[Path]]],
-    shard: Shard | None = None,
-) -> str:
-    """Identity of a per-image run: the settings it reads, its shard and, per input, the names, sizes and mtimes of
-    its files.
-
-    `inputs` maps a name to (root, files); names are taken relative to the root, so a moved project still resumes.
-    """
+def fingerprint(settings: dict[str, Any], inputs: Inputs, shard: Shard | None = None) -> str:
+    """Identity of a per-image run: its settings, its shard and, per input, the names, sizes and mtimes of its files."""
     files = {name: stat_fingerprint(paths, root) for name, (root, paths) in inputs.items()}
-    identity: dict[str, Any] = {"settings": settings_of(params, keys), "inputs": files}
+    identity: dict[str, Any] = {"settings": settings, "inputs": files}
     if shard is not None:
         identity["shard"] = str(shard)
     return json.dumps(identity, sort_keys=True)
-
-
-def image_inputs(root: Path, ids: Iterable[str]) -> tuple[Path, list[Path]]:
-    """The dataset files a per-image stage reads: the images of its list and the image-level labels."""
-    dirs = voc_dirs(root)
-    return root, [*(dirs["images"] / f"{i}.jpg" for i in ids), dirs["labels"]]
-
-
-def folder_inputs(folder: Path, names: Iterable[str]) -> tuple[Path, list[Path]]:
-    return folder, [folder / name for name in names]
 
 
 def remove_temporaries(folder: Path) -> int:
@@ -203,37 +225,39 @@ def _count_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file())
 
 
-def pending(ids: Iterable[str], out: Path, subdirs: tuple[str, ...] = (".",), suffix: str = ".png") -> list[str]:
-    """Ids whose outputs are not all present yet (a restarted stage redoes only those)."""
-    return [i for i in ids if not all((out / d / f"{i}{suffix}").is_file() for d in subdirs)]
+_PROCESS: dict[str, Any] = {}  # the stage, context and state of this process (`per_image_pool`)
 
 
-def per_image_pool(
-    work: Callable[[str], None],
-    ids: list[str],
-    threads: int | None,
-    desc: str,
-    init: Callable[..., None],
-    init_args: tuple[Any, ...],
-) -> None:
-    """Run `work(id)` for every id, over `threads` processes (inline for one), logging images/s."""
+def _start_process(work: Callable[[str, Context, Any], None], init: Callable[[Context], Any], context: Context) -> None:
+    _PROCESS.update(work=work, context=context, state=init(context))
+
+
+def _process_image(image_id: str) -> None:
+    _PROCESS["work"](image_id, _PROCESS["context"], _PROCESS["state"])
+
+
+def per_image_pool(stage: PerImageStage, context: Context, ids: list[str], threads: int | None) -> None:
+    """Run the stage's work on every image, over `threads` processes (in this one for one), logging images/s."""
+    if not ids:
+        return
     start = time.monotonic()
     processes = max(1, min(threads or 1, len(ids)))
     if processes == 1:
-        init(*init_args)
-        for image_id in progress(ids, desc=desc):
-            work(image_id)
+        _start_process(stage.work, stage.init, context)
+        for image_id in progress(ids, desc=stage.name):
+            _process_image(image_id)
     else:
-        with multiprocessing.Pool(processes, initializer=init, initargs=init_args) as pool:
-            for _ in progress(pool.imap_unordered(work, ids), total=len(ids), desc=desc):
+        with multiprocessing.Pool(
+            processes, initializer=_start_process, initargs=(stage.work, stage.init, context)
+        ) as pool:
+            for _ in progress(pool.imap_unordered(_process_image, ids), total=len(ids), desc=stage.name):
                 pass
-    if ids:
-        elapsed = time.monotonic() - start
-        log.info(
-            "%s: %d images in %.1f s (%.2f images/s, %d processes)",
-            desc,
-            len(ids),
-            elapsed,
-            len(ids) / max(elapsed, 1e-9),
-            processes,
-        )
+    elapsed = time.monotonic() - start
+    log.info(
+        "%s: %d images in %.1f s (%.2f images/s, %d processes)",
+        stage.name,
+        len(ids),
+        elapsed,
+        len(ids) / max(elapsed, 1e-9),
+        processes,
+    )

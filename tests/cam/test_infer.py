@@ -11,9 +11,9 @@ from ppcseg.cam import infer
 from ppcseg.cam.infer import infer_image, scaled_inputs
 from ppcseg.data.cams import cam_path, load_cams, save_cams
 from ppcseg.data.voc import load_image, read_class_labels, read_ids, voc_dirs
+from ppcseg.per_image import split_ids
 from ppcseg.utils.checkpoint import save_checkpoint
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.per_image import split_ids
 from tests.stages import StubCamNet, args, default_params, interrupted_run, keep_only
 from tests.tinyvoc import make_voc
 

@@ -10,7 +10,7 @@ from ppcseg.data.cams import save_cams
 from ppcseg.data.voc import load_mask, read_class_labels, read_ids, save_mask, voc_dirs
 from ppcseg.refine import affinity_labels, crf_masks
 from ppcseg.refine.affinity_labels import alpha_label_map, background_argmax
-from ppcseg.refine.crf import crf_from_labels
+from ppcseg.refine.crf import CrfSettings, crf_from_labels
 from ppcseg.refine.crf_masks import crf_mask
 from ppcseg.utils.errors import InputError
 from tests.stages import args, default_params, interrupted_run, keep_only
@@ -163,8 +163,9 @@ def test_la_ha_crf_kernels_use_the_official_feature_order():
     image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     labels = rng.choice([0, 7, 12], size=(37, 53), p=[0.5, 0.3, 0.2])
     crf = default_params()["affinity"]["crf"]
-    official = crf_from_labels(image, labels, 21, **crf)
-    switched = crf_from_labels(image, labels, 21, **crf, yx_features=False)
+    settings = CrfSettings.from_params(crf)
+    official = crf_from_labels(image, labels, 21, settings, gt_prob=crf["gt_prob"])
+    switched = crf_from_labels(image, labels, 21, settings, gt_prob=crf["gt_prob"], yx_features=False)
     np.testing.assert_allclose(official, _crf_with_features(image, labels, yx=True), atol=1e-6)
     np.testing.assert_allclose(switched, _crf_with_features(image, labels, yx=False), atol=1e-6)
     assert np.abs(official - switched).max() > 1e-3

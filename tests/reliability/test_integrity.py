@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,15 +110,15 @@ def test_a_partial_folder_deleted_while_the_stage_runs_fails_the_stage(voc, tmp_
     """Case 2: delete <out>.partial mid-run: the stage fails, and nothing is renamed into place."""
     out = tmp_path / "crf"
     run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
-    work, calls = crf_masks._work, []
+    work, calls = crf_masks.STAGE.work, []
 
-    def work_then_delete(image_id: str) -> None:
-        work(image_id)
+    def work_then_delete(image_id: str, *context) -> None:
+        work(image_id, *context)
         calls.append(image_id)
         if len(calls) == 2:
             shutil.rmtree(out.with_name("crf.partial"))
 
-    monkeypatch.setattr(crf_masks, "_work", work_then_delete)
+    monkeypatch.setattr(crf_masks, "STAGE", replace(crf_masks.STAGE, work=work_then_delete))
     with pytest.raises(InputError, match=r"crf\.partial: changed by something else while the stage ran"):
         crf_masks.run(run_args, default_params())
     assert not out.exists()
@@ -126,18 +127,18 @@ def test_a_partial_folder_deleted_while_the_stage_runs_fails_the_stage(voc, tmp_
 def test_an_output_missing_at_the_end_fails_the_stage(voc, tmp_path, monkeypatch):
     out = tmp_path / "crf"
     run_args = args(data=str(voc), cams=str(voc.parent / "cams"), out=str(out))
-    work, ids = crf_masks._work, read_ids(voc, "train_aug")
+    stage, ids = crf_masks.STAGE, read_ids(voc, "train_aug")
 
-    def work_then_lose_one(image_id: str) -> None:
-        work(image_id)
+    def work_then_lose_one(image_id: str, *context) -> None:
+        stage.work(image_id, *context)
         if image_id == ids[-1]:
             (out.with_name("crf.partial") / f"{ids[0]}.png").unlink()
 
-    monkeypatch.setattr(crf_masks, "_work", work_then_lose_one)
+    monkeypatch.setattr(crf_masks, "STAGE", replace(stage, work=work_then_lose_one))
     with pytest.raises(InputError, match=rf"1 of {len(ids)} output file\(s\) missing after the run, e.g. \['{ids[0]}"):
         crf_masks.run(run_args, default_params())
     assert not out.exists()
-    monkeypatch.setattr(crf_masks, "_work", work)
+    monkeypatch.setattr(crf_masks, "STAGE", stage)
     crf_masks.run(run_args, default_params())  # the same command finishes it
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(ids)
 

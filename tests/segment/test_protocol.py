@@ -94,7 +94,7 @@ def test_crf_class_restriction(monkeypatch, network_classes_only):
     """Official: the CRF's argmax runs over all classes, so it may introduce one; the switch forbids that."""
     image = _image()
 
-    def crf_prefers_absent_class(img, probs, **kwargs):
+    def crf_prefers_absent_class(img, probs, settings):
         q = np.zeros_like(probs)
         q[2] = 1.0  # class 2 would win everywhere
         q[0, :, :14] = 0.5
@@ -185,7 +185,7 @@ def test_logits_are_resized_back_with_aligned_corners(scales):
 def _capture_crf(monkeypatch) -> dict:
     seen: dict = {}
 
-    def crf(img, probs, **kwargs):
+    def crf(img, probs, settings):
         seen["image"], seen["probs"] = img.copy(), probs.copy()
         return probs
 

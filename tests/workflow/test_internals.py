@@ -32,6 +32,9 @@ rule b:
     output: "b.txt"
     params: value=lambda wildcards: "p-" + wildcards.get("x", "none")
     shell: "echo {params.value} > {output}"
+
+
+print("HAS", internals.has_rule(rules, "b"), internals.has_rule(rules, "c"))
 """
 
 
@@ -50,6 +53,10 @@ def _printed(output: str, key: str) -> list[str]:
 def test_overlay_files_are_the_configfiles_in_order(probe):
     out = snakemake(probe, "-n", "--configfile", "b.yaml", "a.yaml").stdout
     assert _printed(out, "OVERLAYS")[0] == repr([str(probe / "b.yaml"), str(probe / "a.yaml")])
+
+
+def test_has_rule_tells_defined_rules_from_others(probe):
+    assert _printed(snakemake(probe, "-n").stdout, "HAS") == ["True False"]
 
 
 def test_forced_rules_are_seen_by_input_functions(probe):

@@ -15,7 +15,7 @@ from snakemake.logging import logger
 from ppcseg.config import load_params, validate_params
 from ppcseg.data.manifest import manifest_path, refresh_manifest
 from ppcseg.utils.errors import InputError, ParamsError
-from ppcseg.utils.per_image import lost_files
+from ppcseg.utils.shards import lost_files
 from ppcseg.workflow import internals, stage_deps
 from ppcseg.workflow.locks import DVC_LOCK, dvc_holds
 from ppcseg.workflow.experiments import (

@@ -1,10 +1,16 @@
 # With execution.shards K > 1: the merge job of each per-image rule, which writes the folder the next stages read
 # from the K shard folders of its rule (common.smk: per_image_output). Changing K re-runs the per-image stages.
 
-from ppcseg.utils.per_image import PER_IMAGE_STAGES
+# The per-image stages are those whose module declares a PerImageStage; those the workflow runs have a rule of the
+# stage's name.
+PER_IMAGE_RULES = [
+    name.replace("-", "_")
+    for name in stage_deps.per_image_stages(SRC)
+    if internals.has_rule(rules, name.replace("-", "_"))
+]
 
 if SHARDS > 1:
-    for _stage in PER_IMAGE_STAGES:
+    for _stage in PER_IMAGE_RULES:
 
         rule:
             name:

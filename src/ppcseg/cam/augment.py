@@ -17,8 +17,8 @@ import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from ppcseg.data.cams import IMAGENET_MEAN, IMAGENET_STD
+
 JITTER = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.1}
 
 

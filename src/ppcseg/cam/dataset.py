@@ -14,9 +14,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ppcseg.cam.augment import augment, sample_rng
-from ppcseg.data.voc import label_vector, load_image, voc_dirs
+from ppcseg.data.voc import check_labels, label_vector, load_image, voc_dirs
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.per_image import check_labels
 
 
 def load_saliency(path: Path, size: tuple[int, int]) -> np.ndarray:

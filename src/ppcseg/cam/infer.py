@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,33 +18,19 @@ from PIL import Image
 
 from ppcseg.data.cams import cam_path, save_cams, to_tensor
 from ppcseg.data.voc import load_image, voc_dirs
+from ppcseg.per_image import Context, PerImageStage, add_per_image_arguments, file_input, run_per_image
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.per_image import (
-    check_labels,
-    fingerprint,
-    finish_partial,
-    folder_inputs,
-    image_inputs,
-    open_partial,
-    pending,
-    stage_ids,
-    stage_outputs,
-)
-from ppcseg.utils.progress import progress
-from ppcseg.utils.shards import add_shard_argument, parse_shard
 
 PARAMS_KEYS: tuple[str, ...] = ("infer_cam", "cam.method")
 log = logging.getLogger("ppcseg")
 
-# SEAM's min-max normalisation offset: values below min + EPS become 0 before scaling.
-EPS = 1e-5
+# The offset of the per-class normalisation (SEAM's min-max: values below min + offset become 0; EPS's max division).
+NORM_OFFSET = 1e-5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
+    add_per_image_arguments(parser, "output folder of <id>.npz CAM files")
     parser.add_argument("--checkpoint", required=True, help="CAM network checkpoint written by train-cam")
-    parser.add_argument("--out", required=True, help="output folder of <id>.npz CAM files")
-    add_shard_argument(parser)
 
 
 def scaled_inputs(image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
@@ -139,10 +124,10 @@ def infer_image(
         total.clamp_(min=0)
         low = total.amin(dim=(1, 2), keepdim=True)
         high = total.amax(dim=(1, 2), keepdim=True)
-        total = torch.where(total < low + EPS, torch.zeros_like(total), total)
-        norm = (total - low - EPS) / (high - low + EPS)
+        total = torch.where(total < low + NORM_OFFSET, torch.zeros_like(total), total)
+        norm = (total - low - NORM_OFFSET) / (high - low + NORM_OFFSET)
     else:
-        norm = total / (total.amax(dim=(1, 2), keepdim=True) + EPS)
+        norm = total / (total.amax(dim=(1, 2), keepdim=True) + NORM_OFFSET)
     # [quirk] SEAM's normalisation maps its minima slightly below 0; the CAM file contract is [0, 1].
     return norm.clamp_(0.0, 1.0).cpu().numpy()
 
@@ -169,48 +154,42 @@ def _method_of(net: torch.nn.Module, params: dict[str, Any], checkpoint: str | P
     return method
 
 
-def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    cfg = params["infer_cam"]
-    root, checkpoint = Path(args.data), Path(args.checkpoint)
-    shard = parse_shard(args.shard)
-    ids = stage_ids("infer_cam", root, params, shard)
-    labels = check_labels(root, ids)
+def _init(ctx: Context) -> tuple[torch.nn.Module, str, torch.device]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = _load_net(checkpoint).to(device).eval()
-    method = _method_of(net, params, checkpoint)
-    identity = fingerprint(
-        params,
-        PARAMS_KEYS,
-        {"data": image_inputs(root, ids), "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name])},
-        shard,
+    net = _load_net(ctx.args.checkpoint).to(device).eval()
+    return net, _method_of(net, ctx.params, ctx.args.checkpoint), device
+
+
+def _work(image_id: str, ctx: Context, state: tuple[torch.nn.Module, str, torch.device]) -> None:
+    net, method, device = state
+    cfg = ctx.params["infer_cam"]
+    image = load_image(voc_dirs(ctx.root)["images"] / f"{image_id}.jpg")
+    classes = ctx.labels[image_id]
+    cams = infer_image(
+        net,
+        image,
+        classes,
+        method=method,
+        scales=cfg["scales"],
+        flip=cfg["flip"],
+        device=device,
+        eps_map=cfg.get("eps_map", "softmax"),
     )
-    work = open_partial(args.out, identity)
-    todo = pending(ids, work, suffix=".npz")
-    log.info(
-        "infer-cam (%s): %d images, %d already done, scales %s, flip %s, device %s",
-        method,
-        len(ids),
-        len(ids) - len(todo),
-        cfg["scales"],
-        cfg["flip"],
-        device,
-    )
-    start = time.monotonic()
-    for image_id in progress(todo, desc="infer-cam"):
-        image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
-        classes = labels[image_id]
-        cams = infer_image(
-            net,
-            image,
-            classes,
-            method=method,
-            scales=cfg["scales"],
-            flip=cfg["flip"],
-            device=device,
-            eps_map=cfg.get("eps_map", "softmax"),
-        )
-        save_cams(cam_path(work, image_id), classes, cams)
-    elapsed = time.monotonic() - start
-    if todo:
-        log.info("infer-cam: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / max(elapsed, 1e-9))
-    finish_partial(args.out, stage_outputs("infer_cam", root, params, shard), identity, shard, "infer_cam")
+    save_cams(cam_path(ctx.out, image_id), classes, cams)
+
+
+STAGE = PerImageStage(
+    name="infer_cam",
+    params_keys=PARAMS_KEYS,
+    outputs=("{}.npz",),
+    splits=lambda args, params: params["infer_cam"]["splits"],
+    inputs=lambda args, ids: {"checkpoint": file_input(args.checkpoint)},
+    work=_work,
+    pooled=False,
+    init=_init,
+    describe=lambda params: f"scales {params['infer_cam']['scales']}, flip {params['infer_cam']['flip']}",
+)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_per_image(STAGE, args, params)

@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppcseg.cam.augment import IMAGENET_MEAN, IMAGENET_STD
 from ppcseg.data.voc import refuse_outside_link
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_path
+
+# The ImageNet statistics every network input is normalised with (the CAM training augmentation uses them too).
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def cam_path(cams_dir: str | Path, image_id: str) -> Path:

@@ -162,6 +162,17 @@ def read_class_labels(root: str | Path) -> dict[str, list[int]]:
     return labels
 
 
+def check_labels(root: str | Path, ids: list[str]) -> dict[str, list[int]]:
+    """The image-level labels, refusing an image list that has images without labels."""
+    labels = read_class_labels(root)
+    missing = [i for i in ids if i not in labels]
+    if missing:
+        raise InputError(
+            f"{voc_dirs(root)['labels']}: no image-level labels for {len(missing)} image(s), e.g. {missing[:3]}"
+        )
+    return labels
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     seen: dict[str, object] = {}
     for key, value in pairs:

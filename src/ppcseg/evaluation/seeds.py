@@ -22,12 +22,11 @@ import numpy as np
 from PIL import Image
 
 from ppcseg.data.cams import load_cams
-from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, load_mask, read_ids, voc_dirs
+from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES, check_labels, load_mask, read_ids, voc_dirs
 from ppcseg.evaluation.miou import iou_from_confusion, mean_iou, write_confusions
 from ppcseg.evaluation.results import metrics_row, write_metrics_row
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import write_text
-from ppcseg.utils.per_image import check_labels
 from ppcseg.utils.progress import progress
 
 PARAMS_KEYS: tuple[str, ...] = ("seeds",)

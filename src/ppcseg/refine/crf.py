@@ -9,6 +9,9 @@ so the two give slightly different marginals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 import numpy as np
 
 
@@ -23,36 +26,37 @@ def _writable(image: np.ndarray) -> np.ndarray:
     return np.require(image, np.uint8, ["C", "W"])
 
 
-def crf_from_probs(
-    image: np.ndarray,
-    probs: np.ndarray,
-    *,
-    iters: int = 10,
-    gaussian_sxy: float = 3,
-    gaussian_compat: float = 3,
-    bilateral_sxy: float = 80,
-    bilateral_srgb: float = 13,
-    bilateral_compat: float = 10,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class CrfSettings:
+    """Mean-field iterations and the Gaussian and bilateral kernels, as a params section names them."""
+
+    iters: int = 10
+    gaussian_sxy: float = 3
+    gaussian_compat: float = 3
+    bilateral_sxy: float = 80
+    bilateral_srgb: float = 13
+    bilateral_compat: float = 10
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any]) -> CrfSettings:
+        """The settings of a params section holding every field (other keys of the section are left)."""
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
+
+
+def crf_from_probs(image: np.ndarray, probs: np.ndarray, settings: CrfSettings = CrfSettings()) -> np.ndarray:
     """Soft CRF: unary = -log(probs). image uint8 (H, W, 3), probs float (C, H, W). Returns (C, H, W) float32."""
     n_labels = probs.shape[0]
     unary = -np.log(np.clip(probs, 1e-8, None)).reshape(n_labels, -1)
-    pairwise = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
-    return _mean_field(image, unary, probs.shape[1:], iters, *pairwise)
+    return _mean_field(image, unary, probs.shape[1:], settings)
 
 
 def crf_from_labels(
     image: np.ndarray,
     labels: np.ndarray,
     n_labels: int,
+    settings: CrfSettings = CrfSettings(),
     *,
     gt_prob: float = 0.7,
-    iters: int = 10,
-    gaussian_sxy: float = 3,
-    gaussian_compat: float = 3,
-    bilateral_sxy: float = 80,
-    bilateral_srgb: float = 13,
-    bilateral_compat: float = 10,
     yx_features: bool = True,
 ) -> np.ndarray:
     """Hard-label CRF (unary from labels with confidence gt_prob). labels int (H, W) in 0..n_labels-1.
@@ -64,21 +68,11 @@ def crf_from_labels(
     from pydensecrf.utils import unary_from_labels
 
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
-    pairwise = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
-    return _mean_field(image, unary, labels.shape, iters, *pairwise, yx_features=yx_features)
+    return _mean_field(image, unary, labels.shape, settings, yx_features=yx_features)
 
 
 def _mean_field(
-    image: np.ndarray,
-    unary: np.ndarray,
-    shape: tuple[int, int],
-    iters: int,
-    gaussian_sxy: float,
-    gaussian_compat: float,
-    bilateral_sxy: float,
-    bilateral_srgb: float,
-    bilateral_compat: float,
-    yx_features: bool = False,
+    image: np.ndarray, unary: np.ndarray, shape: tuple[int, int], kernels: CrfSettings, yx_features: bool = False
 ) -> np.ndarray:
     """Dense CRF inference from a (C, H*W) unary energy with the Gaussian and bilateral kernels: (C, H, W) float32.
 
@@ -88,21 +82,22 @@ def _mean_field(
     n_labels, (height, width) = unary.shape[0], shape
     crf = dcrf.DenseCRF2D(width, height, n_labels)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    k = kernels
     if yx_features:
         from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
 
         # Same kernel type and normalisation as the addPairwise* defaults; only the feature order differs.
         kind = {"kernel": dcrf.DIAG_KERNEL, "normalization": dcrf.NORMALIZE_SYMMETRIC}
-        gaussian = create_pairwise_gaussian(sdims=(gaussian_sxy, gaussian_sxy), shape=(height, width))
-        crf.addPairwiseEnergy(gaussian, compat=gaussian_compat, **kind)
+        gaussian = create_pairwise_gaussian(sdims=(k.gaussian_sxy, k.gaussian_sxy), shape=(height, width))
+        crf.addPairwiseEnergy(gaussian, compat=k.gaussian_compat, **kind)
         bilateral = create_pairwise_bilateral(
-            sdims=(bilateral_sxy, bilateral_sxy), schan=(bilateral_srgb,) * 3, img=_writable(image), chdim=2
+            sdims=(k.bilateral_sxy, k.bilateral_sxy), schan=(k.bilateral_srgb,) * 3, img=_writable(image), chdim=2
         )
-        crf.addPairwiseEnergy(bilateral, compat=bilateral_compat, **kind)
+        crf.addPairwiseEnergy(bilateral, compat=k.bilateral_compat, **kind)
     else:
-        crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+        crf.addPairwiseGaussian(sxy=k.gaussian_sxy, compat=k.gaussian_compat)
         crf.addPairwiseBilateral(
-            sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat
+            sxy=k.bilateral_sxy, srgb=k.bilateral_srgb, rgbim=_writable(image), compat=k.bilateral_compat
         )
-    q = crf.inference(iters)
+    q = crf.inference(k.iters)
     return np.asarray(q, dtype=np.float32).reshape(n_labels, height, width)

@@ -7,7 +7,6 @@ argmax is mapped back to VOC indices -> <out>/<id>.png for train_aug.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,17 @@ import numpy as np
 
 from ppcseg.data.cams import channel_labels, load_cams
 from ppcseg.data.voc import load_image, save_mask, voc_dirs
-from ppcseg.refine.crf import crf_from_probs
-from ppcseg.utils.per_image import (
-    check_labels,
-    fingerprint,
-    finish_partial,
-    folder_inputs,
-    image_inputs,
-    open_partial,
-    pending,
-    per_image_pool,
-    stage_ids,
-    stage_outputs,
-)
-from ppcseg.utils.shards import add_shard_argument, parse_shard
+from ppcseg.per_image import Context, PerImageStage, add_per_image_arguments, folder_inputs, run_per_image
+from ppcseg.refine.crf import CrfSettings, crf_from_probs
 
 PARAMS_KEYS: tuple[str, ...] = ("crf_masks",)
 # pydensecrf's unary_from_softmax, used by the official code, clips probabilities to [1e-5, 1] before -log.
 PROB_CLIP = 1e-5
-log = logging.getLogger("ppcseg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
+    add_per_image_arguments(parser, "output folder of <id>.png pseudo-masks")
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
-    parser.add_argument("--out", required=True, help="output folder of <id>.png pseudo-masks")
-    add_shard_argument(parser)
 
 
 def crf_mask(image: np.ndarray, classes: np.ndarray, cams: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
@@ -52,47 +36,29 @@ def crf_mask(image: np.ndarray, classes: np.ndarray, cams: np.ndarray, cfg: dict
     q = crf_from_probs(
         np.require(image, requirements=["C", "W"]),  # pydensecrf needs a writable buffer
         probs,
-        iters=cfg["t"],
-        gaussian_sxy=cfg["gaussian_sxy"],
-        gaussian_compat=cfg["gaussian_compat"],
-        bilateral_sxy=cfg["bilateral_sxy"],
-        bilateral_srgb=cfg["bilateral_srgb"],
-        bilateral_compat=cfg["bilateral_compat"],
+        CrfSettings.from_params(cfg),
     )
     lookup = channel_labels(classes).astype(np.uint8)
     return lookup[np.argmax(q, axis=0)]
 
 
-_STATE: dict[str, Any] = {}
+def _work(image_id: str, ctx: Context, state: None) -> None:
+    image = load_image(voc_dirs(ctx.root)["images"] / f"{image_id}.jpg")
+    classes, cams = load_cams(ctx.args.cams, image_id, ctx.labels[image_id], image.shape[:2])
+    save_mask(ctx.out / f"{image_id}.png", crf_mask(image, classes, cams, ctx.params["crf_masks"]))
 
 
-def _init(root: Path, cams_dir: Path, out: Path, labels: dict[str, list[int]], cfg: dict[str, Any]) -> None:
-    _STATE.update(root=root, cams=cams_dir, out=out, labels=labels, cfg=cfg)
-
-
-def _work(image_id: str) -> None:
-    image = load_image(voc_dirs(_STATE["root"])["images"] / f"{image_id}.jpg")
-    classes, cams = load_cams(_STATE["cams"], image_id, _STATE["labels"][image_id], image.shape[:2])
-    save_mask(_STATE["out"] / f"{image_id}.png", crf_mask(image, classes, cams, _STATE["cfg"]))
+STAGE = PerImageStage(
+    name="crf_masks",
+    params_keys=PARAMS_KEYS,
+    outputs=("{}.png",),
+    splits=lambda args, params: ["train_aug"],
+    inputs=lambda args, ids: {"cams": folder_inputs(Path(args.cams), [f"{i}.npz" for i in ids])},
+    work=_work,
+    pooled=True,
+    describe=lambda params: f"alpha {params['crf_masks']['alpha']}, iters {params['crf_masks']['iters']}",
+)
 
 
 def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    cfg = params["crf_masks"]
-    root = Path(args.data)
-    cams_dir = Path(args.cams)
-    shard = parse_shard(args.shard)
-    ids = stage_ids("crf_masks", root, params, shard)
-    labels = check_labels(root, ids)
-    identity = fingerprint(
-        params,
-        PARAMS_KEYS,
-        {"data": image_inputs(root, ids), "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids])},
-        shard,
-    )
-    work = open_partial(args.out, identity)
-    todo = pending(ids, work)
-    log.info(
-        "crf-masks: %d images, %d already done, alpha %s, t %s", len(ids), len(ids) - len(todo), cfg["alpha"], cfg["t"]
-    )
-    per_image_pool(_work, todo, args.threads, "crf-masks", _init, (root, cams_dir, work, labels, cfg))
-    finish_partial(args.out, stage_outputs("crf_masks", root, params, shard), identity, shard, "crf_masks")
+    run_per_image(STAGE, args, params)

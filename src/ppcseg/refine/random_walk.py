@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,15 @@ import torch.nn.functional as F
 
 from ppcseg.data.cams import channel_labels, load_cams, to_tensor
 from ppcseg.data.voc import load_image, save_mask, voc_dirs
-from ppcseg.refine.affinity_net import AffinityNet, load_affinity_net, sparse_affinity
-from ppcseg.utils.per_image import (
-    check_labels,
-    fingerprint,
-    finish_partial,
+from ppcseg.per_image import (
+    Context,
+    PerImageStage,
+    add_per_image_arguments,
+    file_input,
     folder_inputs,
-    image_inputs,
-    open_partial,
-    pending,
-    stage_ids,
-    stage_outputs,
+    run_per_image,
 )
-from ppcseg.utils.progress import progress
-from ppcseg.utils.shards import add_shard_argument, parse_shard
+from ppcseg.refine.affinity_net import AffinityNet, load_affinity_net, sparse_affinity
 
 PARAMS_KEYS: tuple[str, ...] = ("random_walk", "affinity.fix_pair_region", "cam.backbone")
 STRIDE = 8
@@ -42,11 +36,9 @@ log = logging.getLogger("ppcseg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="VOC2012 root (JPEGImages, ImageSets, cls_labels.json)")
+    add_per_image_arguments(parser, "output folder of <id>.png pseudo-masks")
     parser.add_argument("--cams", required=True, help="folder of <id>.npz CAM files written by infer-cam")
     parser.add_argument("--checkpoint", required=True, help="AffinityNet checkpoint written by train-affinity")
-    parser.add_argument("--out", required=True, help="output folder of <id>.png pseudo-masks")
-    add_shard_argument(parser)
 
 
 def walk(affinity: torch.Tensor, scores: torch.Tensor, logt: int) -> torch.Tensor:
@@ -97,64 +89,61 @@ def random_walk_mask(
     return lookup[up.argmax(dim=0).cpu().numpy()]
 
 
-def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    cfg = params["random_walk"]
-    root, cams_dir, checkpoint = Path(args.data), Path(args.cams), Path(args.checkpoint)
-    shard = parse_shard(args.shard)
-    ids = stage_ids("random_walk", root, params, shard)
-    labels = check_labels(root, ids)
+def _init(ctx: Context) -> tuple[AffinityNet, torch.device]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = load_affinity_net(args.checkpoint).to(device)
+    net = load_affinity_net(ctx.args.checkpoint).to(device)
     backbone = net.meta.get("backbone")
-    if backbone != params["cam"]["backbone"]:
+    if backbone != ctx.params["cam"]["backbone"]:
         log.warning(
             "AffinityNet %s has backbone %s, params say cam.backbone %s",
-            args.checkpoint,
+            ctx.args.checkpoint,
             backbone,
-            params["cam"]["backbone"],
+            ctx.params["cam"]["backbone"],
         )
-    identity = fingerprint(
-        params,
-        PARAMS_KEYS,
-        {
-            "data": image_inputs(root, ids),
-            "cams": folder_inputs(cams_dir, [f"{i}.npz" for i in ids]),
-            "checkpoint": folder_inputs(checkpoint.parent, [checkpoint.name]),
-        },
-        shard,
+    return net, device
+
+
+def _work(image_id: str, ctx: Context, state: tuple[AffinityNet, torch.device]) -> None:
+    net, device = state
+    cfg = ctx.params["random_walk"]
+    image = load_image(voc_dirs(ctx.root)["images"] / f"{image_id}.jpg")
+    classes, cams = load_cams(ctx.args.cams, image_id, ctx.labels[image_id], image.shape[:2])
+    mask = random_walk_mask(
+        net,
+        image,
+        classes,
+        cams,
+        beta=cfg["beta"],
+        logt=cfg["logt"],
+        bg_score=cfg["bg_score"],
+        radius=cfg["radius"],
+        all_pairs=ctx.params["affinity"]["fix_pair_region"],
+        device=device,
     )
-    work = open_partial(args.out, identity)
-    todo = pending(ids, work)
-    log.info(
-        "random-walk on %s: %d images, %d already done, beta %s, logt %s, bg %s, radius %s, %s pairs, device %s",
-        cfg["split"],
-        len(ids),
-        len(ids) - len(todo),
-        cfg["beta"],
-        cfg["logt"],
-        cfg["bg_score"],
-        cfg["radius"],
-        "all in-image" if params["affinity"]["fix_pair_region"] else "official",
-        device,
-    )
-    start = time.monotonic()
-    for image_id in progress(todo, desc="random-walk"):
-        image = load_image(voc_dirs(root)["images"] / f"{image_id}.jpg")
-        classes, cams = load_cams(cams_dir, image_id, labels[image_id], image.shape[:2])
-        mask = random_walk_mask(
-            net,
-            image,
-            classes,
-            cams,
-            beta=cfg["beta"],
-            logt=cfg["logt"],
-            bg_score=cfg["bg_score"],
-            radius=cfg["radius"],
-            all_pairs=params["affinity"]["fix_pair_region"],
-            device=device,
-        )
-        save_mask(work / f"{image_id}.png", mask)
-    if todo:
-        elapsed = time.monotonic() - start
-        log.info("random-walk: %d images in %.1f s (%.2f images/s)", len(todo), elapsed, len(todo) / elapsed)
-    finish_partial(args.out, stage_outputs("random_walk", root, params, shard), identity, shard, "random_walk")
+    save_mask(ctx.out / f"{image_id}.png", mask)
+
+
+def _describe(params: dict[str, Any]) -> str:
+    cfg = params["random_walk"]
+    pairs = "all in-image" if params["affinity"]["fix_pair_region"] else "official"
+    return f"beta {cfg['beta']}, logt {cfg['logt']}, bg {cfg['bg_score']}, radius {cfg['radius']}, {pairs} pairs"
+
+
+STAGE = PerImageStage(
+    name="random_walk",
+    params_keys=PARAMS_KEYS,
+    outputs=("{}.png",),
+    splits=lambda args, params: [params["random_walk"]["split"]],
+    inputs=lambda args, ids: {
+        "cams": folder_inputs(Path(args.cams), [f"{i}.npz" for i in ids]),
+        "checkpoint": file_input(args.checkpoint),
+    },
+    work=_work,
+    pooled=False,
+    init=_init,
+    describe=_describe,
+)
+
+
+def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    run_per_image(STAGE, args, params)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ppcseg.data.voc import CLASSES
 from ppcseg.evaluation.results import COMPARISON_COLUMNS as CSV_COLUMNS
-from ppcseg.report.report import _png
+from ppcseg.report.figures import figure_png
 from ppcseg.utils.errors import InputError
 
 
@@ -81,7 +81,7 @@ def comparison_figure(rows: list[dict[str, str]]) -> bytes:
         pad=22,
         fontsize=9,
     )
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _signed(cell: str) -> str:

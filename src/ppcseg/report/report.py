@@ -14,7 +14,6 @@ figure `comparison` (report/comparison.py) and the per-class differences. Withou
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import html
 import io
@@ -28,6 +27,8 @@ import yaml
 
 from ppcseg.data.cams import load_cams, seed_prediction
 from ppcseg.data.voc import CLASSES, PALETTE, load_image, load_mask, read_class_labels, read_ids, voc_dirs
+from ppcseg.report.comparison import comparison_figure, comparison_section, read_comparison
+from ppcseg.report.figures import data_uri, figure_png
 from ppcseg.utils.errors import InputError
 from ppcseg.utils.io import atomic_dir, write_text
 
@@ -83,19 +84,6 @@ FIGURES: dict[str, str] = {
 SECTION_FIGURES = ("comparison",)
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path) as handle:
         return list(csv.DictReader(handle))
@@ -131,7 +119,7 @@ def per_class_figure(rows: list[dict[str, str]]) -> bytes:
         handles, labels, fontsize=8, ncol=len(labels), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False
     )
     ax.set_title("Per-class IoU", pad=22)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def curve_figure(
@@ -159,7 +147,7 @@ def curve_figure(
     ax.set_xlabel(x)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def colourise(mask: np.ndarray) -> np.ndarray:
@@ -216,7 +204,7 @@ def overlay_figure(
             else:
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def predict_overlays(checkpoint: Path, root: Path, image_ids: list[str]) -> dict[str, np.ndarray]:
@@ -322,8 +310,6 @@ def render(
     )
     comparison_html = ""
     if comparison:
-        from ppcseg.report.comparison import comparison_section  # it imports this module (_png)
-
         comparison_html = comparison_section(comparison, figure_tag("comparison", figures["comparison"]))
     synthetic = params["data"]["source"] == "synthetic"
     note = (
@@ -409,8 +395,6 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         raise InputError(f"{args.table}: no rows of run {figures_run} (--figures-run)")
     comparison = None
     if args.comparison:  # read before the long work, so that a bad file fails at once
-        from ppcseg.report.comparison import comparison_figure, read_comparison
-
         comparison = read_comparison(args.comparison)
     labels = read_class_labels(root)
     count = params["report"]["overlay_images"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppcseg.refine.crf import crf_from_probs
+from ppcseg.refine.crf import CrfSettings, crf_from_probs
 
 PROTOCOLS: tuple[str, ...] = ("single", "msf-crf")
 # pydensecrf's unary_from_softmax, which the official CRF uses, clips probabilities to [1e-5, 1] before -log.
@@ -121,7 +121,7 @@ def predict_labels(model: torch.nn.Module, image: np.ndarray, protocol: Inferenc
     if protocol.crf_params is None:
         return labels
     probs = np.clip(torch.softmax(logits, 0).numpy(), PROB_CLIP, 1.0)
-    q = crf_from_probs(crf_image(model, image), probs, **protocol.crf_params)
+    q = crf_from_probs(crf_image(model, image), probs, CrfSettings.from_params(protocol.crf_params))
     if protocol.crf_network_classes_only:
         absent = np.setdiff1d(np.arange(q.shape[0]), np.unique(labels))
         q[absent] = -np.inf  # the CRF refines the network's classes, it never introduces a new one

@@ -7,6 +7,8 @@ functions, `min_version`). What it needs beyond that, each caught by tests/workf
   Snakefile, so the command of every job names them (`overlay_files`).
 - `workflow.dag_settings.forcerun` / `.forceall` (filled in before input functions run): a per-image folder that lost
   files is refused unless the user forces its rule (`forced_rules`).
+- `rules.has(name)` (the rule namespace raises on an unknown name): the per-image stages that have a rule are sharded
+  (`has_rule`).
 - `SnakemakeApi(...).workflow(...)._workflow`, `Workflow._prepare_dag`, `Workflow._build_dag`, `workflow.dag.jobs` and
   a job's `rule.name`, `wildcards_dict`, `params`, `input`, `output`, `shellcmd`: `ppcseg export-dvc` turns the jobs
   into DVC stages; the public API runs or prints a DAG but does not list its jobs (`dag_jobs`).
@@ -52,6 +54,11 @@ def untested_version(tool: str, version: str, tested: tuple[str, str]) -> str | 
 def overlay_files(workflow: Any) -> list[str]:
     """The `--configfile` overlays, in the order Snakemake merged them."""
     return [str(f) for f in workflow.overwrite_configfiles]
+
+
+def has_rule(rules: Any, name: str) -> bool:
+    """Whether the rules defined so far include `name`."""
+    return bool(rules.has(name))
 
 
 def forced_rules(workflow: Any) -> set[str] | None:

@@ -5,6 +5,7 @@ call them while it parses the rules: the stage's module is its entry in the CLI 
 is the closure of the package modules that module imports (at the top or inside functions, parent `__init__.py`
 files included) plus the data files a module names in `CODE_DATA`, and its params keys are the module's
 `PARAMS_KEYS`. The rules turn these into Snakemake inputs and params, and `ppcseg export-dvc` into DVC deps and params.
+A stage is per-image (sharded with execution.shards) when its module declares `STAGE = PerImageStage(...)`.
 """
 
 from __future__ import annotations
@@ -114,3 +115,16 @@ def params_keys(stage: str, src: Path = Path("src")) -> tuple[str, ...]:
     if not isinstance(keys, tuple) or not all(isinstance(k, str) for k in keys):
         raise ValueError(f"{path}: PARAMS_KEYS must be a tuple of dotted params keys")
     return keys
+
+
+@functools.cache
+def per_image_stages(src: Path = Path("src")) -> tuple[str, ...]:
+    """The stages whose module declares a per-image stage (`STAGE = PerImageStage(...)`, ppcseg/per_image.py)."""
+    found = []
+    for stage in stage_modules(src):
+        _, path = _stage_file(stage, src)
+        for node in _tree(path).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "PerImageStage":
+                found.append(stage)
+    return tuple(found)
