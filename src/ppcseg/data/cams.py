@@ -6,7 +6,6 @@ stages share (`to_tensor`). A neutral module, so that no stage module imports an
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from ppcseg.data.voc import refuse_outside_link
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import atomic_path
+from ppcseg.utils.io import atomic_path, read_npz
 
 # The ImageNet statistics every network input is normalised with (the CAM training augmentation uses them too).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -49,12 +48,7 @@ def load_cams(
     if not file.is_file():
         raise InputError(f"{file}: CAM file not found (run infer-cam for this image)")
     refuse_outside_link(file, "CAM file")
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            found = np.asarray(data["classes"])
-            cams = np.asarray(data["cams"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(f"{file}: cannot read CAM file ({type(err).__name__}: {err})") from err
+    found, cams = read_npz(file, ("classes", "cams"), "CAM file")
     if found.ndim != 1 or not np.issubdtype(found.dtype, np.integer):
         raise InputError(f"{file}: 'classes' must be a 1-d integer array, got {found.dtype} {found.shape}")
     if found.size and (found.min() < 1 or found.max() > 20 or np.any(np.diff(found) <= 0)):

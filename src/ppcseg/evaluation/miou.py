@@ -10,7 +10,6 @@ predictions), whose sum over images is the stage's matrix. compare-experiments r
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from ppcseg.data.voc import IGNORE_INDEX, NUM_CLASSES
 from ppcseg.utils.errors import InputError
-from ppcseg.utils.io import atomic_path
+from ppcseg.utils.io import atomic_path, read_npz
 
 
 class ConfusionMatrix:
@@ -103,12 +102,7 @@ def read_confusions(path: str | Path) -> tuple[list[str], np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: confusion file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            ids = np.asarray(data["ids"])
-            confusion = np.asarray(data["confusion"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: cannot read confusion file ({type(err).__name__}: {err})") from err
+    ids, confusion = read_npz(path, ("ids", "confusion"), "confusion file")
     if ids.ndim != 1 or ids.dtype.kind != "U" or len(set(ids.tolist())) != ids.size:
         raise InputError(f"{path}: 'ids' must be distinct image ids (1-d strings), got {ids.dtype} {ids.shape}")
     if (

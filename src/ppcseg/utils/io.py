@@ -9,9 +9,14 @@ import json
 import os
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from ppcseg.utils.errors import InputError
 
 # Every temporary name holds this mark (`.<name>.<random>.tmp[.suffix]`), so leftovers of a killed writer can be found.
 TMP_MARK = ".tmp"
@@ -128,3 +133,13 @@ def stat_fingerprint(paths: Iterable[Path], root: Path) -> str:
             identity = "missing"
         digest.update(f"{path.relative_to(root)}:{identity};".encode())
     return digest.hexdigest()
+
+
+def read_npz(path: Path, names: tuple[str, ...], what: str) -> tuple[np.ndarray, ...]:
+    """The arrays `names` of an .npz file (no pickles); InputError naming the file and `what` it should be when it
+    cannot be read or lacks one."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return tuple(np.asarray(data[name]) for name in names)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: cannot read {what} ({type(err).__name__}: {err})") from err
