@@ -212,3 +212,41 @@ def test_new_pseudo_masks_in_the_same_folder_train_afresh(voc_root, params_files
     old, new = load_checkpoint(tmp_path / "old.pt")["state_dict"], load_checkpoint(tmp_path / "new.pt")["state_dict"]
     assert any(not torch.equal(old[k], new[k]) for k in old)
     assert load_checkpoint(tmp_path / "new.pt")["meta"]["iter"] == ITERS
+
+
+def test_a_moved_project_resumes(voc_root, params_files, trained, tmp_path, monkeypatch):
+    """Killed after iteration 2, then the project folder moved: the same command, run in the new place, continues
+    from iteration 2 (train-seg once fingerprinted absolute paths, and mmengine's last_checkpoint holds one)."""
+    import shutil
+
+    from ppcseg.segment import train as train_seg
+
+    hooks = [dict(type="RecordIters"), dict(type="CrashAfterIter", at=2)]
+    build = train_seg.build_train_config
+
+    def with_hooks(*args, **kwargs):
+        cfg = build(*args, **kwargs)
+        cfg.default_hooks.checkpoint.interval = 2
+        cfg.custom_hooks = [*cfg.custom_hooks, *hooks]
+        return cfg
+
+    monkeypatch.setattr(train_seg, "build_train_config", with_hooks)
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(voc_root, old / "data" / "VOC2012")  # copy2: the files keep their mtimes
+    data = "data/VOC2012"
+    args = ["train-seg", *params_args(params_files), "--data", data, "--masks", f"{data}/SegmentationClassAug"]
+    args += ["--work-dir", "work", "--out", "seg.pt"]
+    monkeypatch.chdir(old)
+    TRAINED_ITERS.clear()
+    with pytest.raises(Crash):
+        main(args)
+    assert TRAINED_ITERS == [0, 1] and (old / "work" / "iter_2.pth").is_file()
+
+    shutil.move(old, new)
+    monkeypatch.chdir(new)
+    hooks.pop()  # no kill this time
+    TRAINED_ITERS.clear()
+    assert main(args) == 0
+    assert TRAINED_ITERS == [2, 3]  # resumed, not started over
+    resumed, uninterrupted = load_checkpoint(new / "seg.pt")["state_dict"], load_checkpoint(trained)["state_dict"]
+    assert [k for k in uninterrupted if not torch.equal(resumed[k], uninterrupted[k])] == []

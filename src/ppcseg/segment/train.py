@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from mmengine.config import Config
 
-from ppcseg.data.voc import read_ids
+from ppcseg.data.voc import read_ids, voc_dirs
 from ppcseg.segment.checkpoint import config_backbone, export_checkpoint, load_config
 from ppcseg.segment.compat import trust_checkpoints_under
 from ppcseg.utils.distributed import init_distributed
@@ -120,6 +120,19 @@ def reset_if_stale(work_dir: str | Path, fingerprint: dict[str, Any]) -> None:
     write_json(marker, fingerprint)
 
 
+def point_last_checkpoint_here(work_dir: str | Path) -> None:
+    """Make mmengine's `last_checkpoint` name its file inside `work_dir`.
+
+    mmengine writes the absolute path there: after the project folder moved, it would name a file that is gone (or
+    the old copy's), and the resume would fail instead of continuing from the same checkpoint here.
+    """
+    marker = Path(work_dir) / "last_checkpoint"
+    if marker.is_file():
+        here = Path(work_dir).resolve() / Path(marker.read_text().strip()).name
+        if here.is_file():
+            marker.write_text(str(here))
+
+
 def train(cfg: Config, out: str | Path, config_name: str) -> None:
     """Run (or resume) mmengine's Runner on `cfg` and export the final weights to `out` (rank 0)."""
     from mmengine.dist import get_rank
@@ -168,17 +181,22 @@ def run(args: argparse.Namespace, params: dict[str, Any]) -> None:
         raise InputError(
             f"segmentation.batch_size: {seg['batch_size']} is larger than {TRAIN_SPLIT} ({len(masks_files)} images)"
         )
+    images = [voc_dirs(args.data)["images"] / f"{image_id}.jpg" for image_id in read_ids(args.data, TRAIN_SPLIT)]
     fingerprint = {
         "seed": args.seed,
         "segmentation": {k: v for k, v in seg.items() if k != "test"},  # test settings do not affect training
-        "data": str(Path(args.data).resolve()),
-        "masks": str(Path(args.masks).resolve()),
-        # the pseudo-masks' contents: after an upstream change the same folder holds new masks, and resuming the
-        # finished run of the old masks would silently return the old model
-        "inputs": input_fingerprints(masks=(masks_files, Path(args.masks)), weights=weights_input(args.weights)),
+        # what training reads, named relative to each folder (a moved project resumes, as the other stages do); the
+        # masks' contents too: after an upstream change the same folder holds new masks, and resuming the finished
+        # run of the old masks would silently return the old model
+        "inputs": input_fingerprints(
+            images=(images, Path(args.data)),
+            masks=(masks_files, Path(args.masks)),
+            weights=weights_input(args.weights),
+        ),
     }
     if info.is_main:  # before the Runner starts: the other ranks wait in its setup
         reset_if_stale(args.work_dir, fingerprint)
+        point_last_checkpoint_here(args.work_dir)
     if args.weights is None and cfg.model.backbone.get("arch") != "tiny":
         log.warning("train-seg: no --weights given, the backbone starts from random initialisation")
     log.info("train-seg: %s, %d iterations, global batch %d", seg["config"], seg["iters"], seg["batch_size"])
