@@ -51,8 +51,8 @@ def test_results_table(demo_run):
     baseline = constant_background_miou(root, "train")
     assert float(rows["seed"]["mIoU"]) > baseline + 10, (rows["seed"]["mIoU"], baseline)
     # As on VOC, the AffinityNet random walk improves on the seeds it starts from (issue 5). The values depend on the
-    # CPU's instruction set (README), so only orderings with margins are checked: masks were 9-10 mIoU above the seeds
-    # with AVX-512 and with AVX2 kernels, 4 leaves room for other CPUs.
+    # CPU and its numerics settings (docs/demo.md), so only orderings with margins are checked: masks were 7.7 to 12.0
+    # mIoU above the seeds on every CPU and setting measured; 4 leaves room for others.
     assert float(rows["mask"]["mIoU"]) > float(rows["seed"]["mIoU"]) + 4, (rows["mask"]["mIoU"], rows["seed"]["mIoU"])
     assert float(rows["segmentation"]["mIoU"]) > constant_background_miou(root, "val") + 3
     assert (repo / "results/metrics.json").is_file()
