@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import subprocess
 import sys
@@ -73,15 +74,51 @@ def function_from_script(path: Path, name: str, namespace: dict) -> types.Functi
     raise LookupError(f"{path}: no function {name}")
 
 
-def generated(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """`n` (image uint8 HxWx3, VOC label map, present classes, CAMs (K, H, W) in [0, 1]) of assorted sizes:
-    dark backgrounds with coloured discs and noise; the CAMs are the discs blurred, plus noise."""
+def statements_from_script(path: Path, first: str, last: str) -> types.CodeType:
+    """The statements of a script from the one whose source starts with `first` to the one (after it, in the same
+    block, also inside its `__main__` block or a loop) whose source starts with `last`, compiled unchanged: for code
+    that the script runs inline rather than in a function. Run it with `exec(code, namespace)`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        starts = [i for i, stmt in enumerate(body) if ast.unparse(stmt).startswith(first)]
+        for i in starts:
+            ends = [j for j in range(i, len(body)) if ast.unparse(body[j]).startswith(last)]
+            if ends:
+                return compile(ast.Module(body=body[i : ends[0] + 1], type_ignores=[]), str(path), "exec")
+    raise LookupError(f"{path}: no statements from {first!r} to {last!r}")
+
+
+@contextlib.contextmanager
+def cuda_as_cpu():
+    """`Tensor.cuda` and `Module.cuda` as no-ops, for official code that moves tensors to a GPU (CPU machine)."""
+    import torch
+
+    saved = torch.Tensor.cuda, torch.nn.Module.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    torch.nn.Module.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda, torch.nn.Module.cuda = saved
+
+
+def generated(
+    n: int, seed: int = 0, sizes: list[tuple[int, int]] | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """`n` (image uint8 HxWx3, VOC label map, present classes, CAMs (K, H, W) in [0, 1]) of assorted sizes (or of
+    `sizes`, cycled): dark backgrounds with coloured discs and noise; the CAMs are the discs blurred, plus noise."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n):
-        h, w = (int(v) for v in rng.integers(48, 130, 2))
+    for i in range(n):
+        if sizes is None:
+            h, w = (int(v) for v in rng.integers(48, 130, 2))
+        else:
+            h, w = sizes[i % len(sizes)]
         image = rng.integers(0, 60, (h, w, 3)).astype(np.float64)
         label = np.zeros((h, w), np.int64)
         classes = np.sort(rng.choice(np.arange(1, 21), size=int(rng.integers(1, 4)), replace=False))
