@@ -15,7 +15,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from common import load_file
@@ -110,7 +109,3 @@ def padded_input(x: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) zero-padded at the bottom and right to multiples of 8, as both inference codes pad."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -(-w // STRIDE) * STRIDE - w, 0, -(-h // STRIDE) * STRIDE - h))
-
-
-def as_array(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()

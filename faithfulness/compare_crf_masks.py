@@ -1,6 +1,6 @@
 """EPS-route pseudo-masks: the official _crf_with_alpha (wseg esp contrast_infer.py, taken from the script's syntax
 tree) with util/imutils.py crf_inference, then the argmax of pseudo_label_gen.py, against
-ppcseg.refine.crf_masks.crf_mask with the params.yaml settings (alpha 8, t 5)."""
+ppcseg.refine.crf_masks.crf_mask with the params.yaml settings (alpha 8, iters 5: the official t)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def main() -> int:
     differing = total = 0
     for image, _, classes, cams in generated(args.images):
         cam_dict = {int(c) - 1: cams[i] for i, c in enumerate(classes)}  # the script's keys: class index 0..19
-        crf = official(image, cam_dict, cfg["alpha"], t=cfg["t"])
+        crf = official(image, cam_dict, cfg["alpha"], t=cfg["iters"])
         keys = list(crf.keys())  # 0 = background, then key + 1 = VOC class
         theirs = np.asarray(keys)[np.argmax(np.stack([crf[k] for k in keys]), axis=0)]
         ours = crf_mask(image, classes, cams, cfg)

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["compare_pairs.py", "compare_crf_labels.py", "compare_crf_masks.py"]
+SCRIPTS = [
+    "compare_pairs.py",
+    "compare_crf_labels.py",
+    "compare_crf_masks.py",
+    "compare_affinity.py",
+    "compare_random_walk.py",
+    "compare_pair_labels.py",
+    "compare_crf_probs.py",
+]
 
 
 def main() -> int:
