@@ -16,6 +16,7 @@ SCRIPTS = [
     "compare_random_walk.py",
     "compare_pair_labels.py",
     "compare_crf_probs.py",
+    "compare_test_protocol.py",
 ]
 
 
