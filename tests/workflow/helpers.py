@@ -47,11 +47,20 @@ def run(cmd: list[str], cwd: Path, timeout: float = HANG_GUARD_S, check: bool = 
 
 
 def scratch_repo(dest: Path) -> Path:
-    """Copy the repository's tracked and untracked-but-not-ignored files to `dest` and commit them there."""
+    """Copy the repository's tracked and untracked-but-not-ignored files to `dest` and commit them there, leaving out
+    what a run of the checkout wrote to `results/` (kept out of .gitignore for users to commit): a demo run before the
+    tests must not make a scratch copy look finished."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split("\0")
+    tracked = set(
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split(
+            "\0"
+        )
+    )
     for name in filter(None, files):
+        if name.startswith("results/") and name not in tracked:
+            continue
         src = REPO / name
         if src.is_file():
             target = dest / name
