@@ -111,7 +111,8 @@ def run_per_image(stage: PerImageStage, args: argparse.Namespace, params: dict[s
     root, shard = Path(args.data), parse_shard(args.shard)
     ids = stage.image_ids(args, params, shard)
     labels = check_labels(root, ids) if stage.labels else {}
-    data = [voc_dirs(root)["images"] / f"{i}.jpg" for i in ids] + ([voc_dirs(root)["labels"]] if stage.labels else [])
+    dirs = voc_dirs(root)
+    data = [dirs["images"] / f"{i}.jpg" for i in ids] + ([dirs["labels"]] if stage.labels else [])
     settings = stage.settings(args, params)
     identity = fingerprint(settings, {"data": (root, data), **stage.inputs(args, ids)}, shard)
     partial = open_partial(args.out, identity)
